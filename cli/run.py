@@ -1,0 +1,92 @@
+"""``tvmq-run``: run a build exported by ``tvmq-tune`` without recompiling it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from rich.console import Console
+from rich.table import Table
+
+from .common import exit_with, quiet_native_logs, run_command
+
+DESCRIPTION = """\
+Load a library exported by tvmq-tune (its folder, or its model.so next to model.json), run it
+on images or on a deterministic synthetic input, and print the top-5 classes; optionally time it.
+Nothing is compiled: the library is loaded as it is, so it must have been built for this CPU.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tvmq-run", description=DESCRIPTION,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("build", metavar="BUILD", help="folder written by tvmq-tune --out (or its model.so)")
+    p.add_argument("--image", action="append", default=[], nargs="+", metavar="PATH",
+                   help="image file(s) or folder(s); without it a synthetic input is used")
+    p.add_argument("--labels", metavar="PATH", help="class names, one per line")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic input (default: 0)")
+    p.add_argument("--threads", type=int, metavar="N", help="threads (default: those of the build)")
+    p.add_argument("--repeat", type=int, default=0, metavar="N", help="also time N runs (default: 0)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    quiet_native_logs()
+    args = build_parser().parse_args(argv)
+    console = Console(stderr=True)
+
+    def body() -> int:
+        from tvmq.model import TensorInfo, load_labels
+        from tvmq.model.inputs import InputSample, expand_image_paths, image_to_array, synthetic_array
+        from tvmq.report.stats import latency_stats
+        from tvmq.report.verify import is_classification, top_k
+        from tvmq.tuner import artifact
+        from tvmq.tuner.compile import set_threads
+
+        lib, meta = artifact.read_metadata(args.build)
+        set_threads(args.threads or int(meta.get("threads", 1)))
+        art = artifact.load(args.build)
+        inputs = [TensorInfo(**t) for t in meta["inputs"]]
+        labels = load_labels(args.labels)
+        images = [p for group in args.image for p in group]
+        if images:
+            samples = [InputSample(str(p), [image_to_array(p, inputs[0])]) for p in expand_image_paths(images)]
+        else:
+            samples = [InputSample(f"synthetic(seed={args.seed})", [synthetic_array(t, args.seed) for t in inputs])]
+        results = []
+        for s in samples:
+            outs = art.run(s.arrays)
+            entry = {"input": s.name}
+            if is_classification(outs):
+                scores = outs[0].reshape(-1)
+                entry["top5"] = [{"class": i, "score": scores[i].item(),
+                                  "label": labels[i] if labels and i < len(labels) else None}
+                                 for i in top_k(scores.astype("float64"))]
+            else:
+                entry["outputs"] = [{"shape": list(o.shape), "dtype": str(o.dtype)} for o in outs]
+            results.append(entry)
+        result = {"build": str(lib), "model": meta.get("model"), "target": meta.get("target"), "results": results}
+        if args.repeat:
+            result["latency_ms"] = latency_stats(art.runnable.benchmark(samples[0].arrays, repeat=args.repeat))
+        if args.json:
+            print(json.dumps(result, indent=2))
+            return 0
+        table = Table(title=f"{meta.get('model')} on {meta.get('target')} ({lib})", title_justify="left")
+        table.add_column("input")
+        table.add_column("top-5")
+        for r in results:
+            text = ", ".join(f"{e['class']}{' ' + e['label'] if e['label'] else ''} ({e['score']:.4g})"
+                             for e in r.get("top5", []))
+            table.add_row(r["input"], text or json.dumps(r.get("outputs")))
+        Console().print(table)
+        if "latency_ms" in result:
+            s = result["latency_ms"]
+            Console().print(f"latency: median {s['median']:.3f} ms, mean {s['mean']:.3f} ms over {s['runs']} runs")
+        return 0
+
+    exit_with(run_command("tvmq-run", body, console))
+
+
+if __name__ == "__main__":
+    main()

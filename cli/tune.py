@@ -1,0 +1,134 @@
+"""``tvmq-tune``: tune, build, verify and benchmark a pre-quantized TFLite model on a target."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+
+from .common import exit_with, quiet_native_logs, run_command
+
+DESCRIPTION = """\
+Tune a pre-quantized (uint8/int8) TFLite model for a CPU with Apache TVM, build it, check that
+it predicts what TFLite predicts, and report how fast it runs next to TFLite.
+
+One run does, in order:
+  1. load the model (a file or an http(s) URL, downloaded once and checksummed) and show what
+     it holds: inputs, outputs, operators and how it is quantized;
+  2. import it into Relax and extract the tuning tasks;
+  3. tune the tasks with MetaSchedule and an XGBoost cost model, every measurement kept in the
+     tuning database (--db), so a later run reuses it (--trials 0 tunes nothing);
+  4. build the model with the best schedules the database holds for this exact target;
+  5. run every input (--image) through the build and through the TFLite interpreter and compare
+     the top-5 (ties are interchangeable) and every output value;
+  6. benchmark both with the same thread count and write the report (terminal, JSON, Markdown)
+     and the compiled library (model.so + model.json, loadable by tvmq-run).
+
+Exit status: 0 when the verification passes, 1 when TVM and TFLite disagree, 2 for a bad
+input (file, model, image, target, database), 130 after Ctrl-C.
+"""
+
+EPILOG = """\
+examples:
+  tvmq-tune
+      the default run: the built-in quantized MobileNet, the host CPU, the SQLite database
+      ./tvmq.db — works offline.
+  tvmq-tune --target native --model mobilenet_v2_1.0_224_quant.tflite \\
+            --image cat.bmp --labels imagenet_labels.txt
+  tvmq-tune --target cascadelake --model m.tflite --build-only
+      cross-build for a CPU this host cannot run (tuned where the database has records).
+  tvmq-tune --list-targets
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from tvmq.model.builtin import DEFAULT
+
+    p = argparse.ArgumentParser(
+        prog="tvmq-tune",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    what = p.add_argument_group("what to tune")
+    what.add_argument("--model", default=DEFAULT, metavar="PATH_OR_URL",
+                      help=f"the .tflite model: a path, an http(s) URL (cached; add #sha256=HEX to pin "
+                           f"it), or builtin:NAME (default: {DEFAULT}, made offline with TensorFlow)")
+    what.add_argument("--target", default="native", metavar="NAME",
+                      help="target profile name or alias (default: native, the closest profile to "
+                           "this host); see --list-targets")
+    what.add_argument("--image", action="append", default=[], nargs="+", metavar="PATH",
+                      help="image file(s) or folder(s) to verify with (any format Pillow reads; "
+                           "repeatable). Without --image a deterministic synthetic input is used")
+    what.add_argument("--labels", metavar="PATH", help="class names, one per line (line N is class N)")
+    tune = p.add_argument_group("tuning")
+    tune.add_argument("--trials", type=int, default=0, metavar="N",
+                      help="measurement trials over all tasks (default: 0, build from the database only)")
+    tune.add_argument("--trials-per-task", type=int, metavar="N", help="cap on the trials of one task")
+    tune.add_argument("--seed", type=int, default=0, help="seed of the search and of synthetic inputs (default: 0)")
+    tune.add_argument("--db", metavar="URL_OR_PATH",
+                      help="tuning database: a SQLite file path or any SQLAlchemy URL (default: ./tvmq.db)")
+    tune.add_argument("--show-tasks", action="store_true", help="print the task table even when not tuning")
+    out = p.add_argument_group("output")
+    out.add_argument("--out", type=Path, metavar="DIR",
+                     help="folder for model.so, model.json and the reports (default: tvmq_out/MODEL-TARGET)")
+    out.add_argument("--json", type=Path, metavar="PATH", help="also write the JSON report here")
+    run = p.add_argument_group("running and measuring")
+    run.add_argument("--threads", type=int, metavar="N",
+                     help="threads for TVM and TFLite alike (default: the profile's, at most the host's cores)")
+    run.add_argument("--repeat", type=int, default=30, metavar="N", help="benchmark runs of each engine (default: 30)")
+    run.add_argument("--tolerance", type=float, default=2.0, metavar="UNITS",
+                     help="largest difference allowed on non-classification outputs, in quantized units "
+                          "(default: 2)")
+    run.add_argument("--build-only", action="store_true",
+                     help="tune nothing, run nothing: build (cross-build for a foreign CPU) and export")
+    remote = p.add_argument_group("remote devices (TVM's RPC tracker)")
+    remote.add_argument("--rpc-tracker", metavar="HOST:PORT",
+                        help="measure on devices registered with this tracker (python -m tvm.exec.rpc_tracker), "
+                             "for tuning and for the final verification and benchmark")
+    remote.add_argument("--rpc-key", metavar="KEY", help="the device key the servers registered with")
+    p.add_argument("--list-targets", action="store_true", help="print the target profiles and exit")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    quiet_native_logs()
+    args = build_parser().parse_args(argv)
+    console = Console(stderr=True)
+
+    def body() -> int:
+        if args.list_targets:
+            from tvmq.targets import render_targets_table
+
+            Console().print(render_targets_table())
+            return 0
+        from tvmq import pipeline
+
+        opts = pipeline.Options(
+            model=args.model,
+            target=args.target,
+            images=[p for group in args.image for p in group],
+            labels=args.labels,
+            trials=args.trials,
+            trials_per_task=args.trials_per_task,
+            seed=args.seed,
+            db=args.db,
+            json_path=args.json,
+            out_dir=args.out,
+            threads=args.threads,
+            repeat=args.repeat,
+            tolerance=args.tolerance,
+            build_only=args.build_only,
+            show_tasks=args.show_tasks,
+            rpc_tracker=args.rpc_tracker,
+            rpc_key=args.rpc_key,
+        )
+        report = pipeline.run(opts, console)
+        return 0 if report["verdict"] in ("pass", "built") else 1
+
+    exit_with(run_command("tvmq-tune", body, console))
+
+
+if __name__ == "__main__":
+    main()

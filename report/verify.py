@@ -1,0 +1,148 @@
+"""Verification of TVM's outputs against the TFLite reference.
+
+Classification outputs (one output of shape ``[1, N]`` or ``[N]``) are compared by their top-5
+with ties handled honestly: classes with equal scores are interchangeable, on either side.
+The rankings agree when, position by position, the class TVM ranks there can also be ranked
+there by TFLite's scores (and the other way round). Every output is also compared element-wise:
+the largest absolute difference (in quantized units for integer outputs) and the share of
+identical values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+TOP_K = 5
+
+
+@dataclass
+class OutputComparison:
+    index: int
+    name: str
+    shape: list[int]
+    dtype: str
+    max_abs_diff: float
+    identical_share: float
+    within_tolerance: bool
+
+
+@dataclass
+class ImageVerdict:
+    image: str
+    tvm_top5: list[dict] = field(default_factory=list)
+    tflite_top5: list[dict] = field(default_factory=list)
+    top1_match: bool | None = None
+    top5_match: bool | None = None
+    outputs: list[OutputComparison] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        if self.top5_match is not None:
+            return bool(self.top5_match)
+        return all(o.within_tolerance for o in self.outputs)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["passed"] = self.passed
+        return d
+
+
+def _scores(arr: np.ndarray) -> np.ndarray:
+    return arr.reshape(-1).astype(np.float64)
+
+
+def top_k(scores: np.ndarray, k: int = TOP_K) -> list[int]:
+    """Indices of the k highest scores, ties broken by the lower index (stable)."""
+    order = np.argsort(-scores, kind="stable")
+    return [int(i) for i in order[:k]]
+
+
+def rankings_agree(tvm_scores: np.ndarray, ref_scores: np.ndarray, k: int = TOP_K) -> bool:
+    """True when both top-k rankings are the same up to swaps among equal scores.
+
+    Greedy over positions: the next class must be among TVM's highest remaining scores and
+    among TFLite's highest remaining scores; any class in both sets is as good as another.
+    """
+    remaining = np.ones(tvm_scores.shape[0], dtype=bool)
+    for _ in range(min(k, tvm_scores.shape[0])):
+        t_best = tvm_scores[remaining].max()
+        r_best = ref_scores[remaining].max()
+        both = remaining & (tvm_scores == t_best) & (ref_scores == r_best)
+        if not both.any():
+            return False
+        remaining[int(np.flatnonzero(both)[0])] = False
+    return True
+
+
+def is_classification(outputs: list[np.ndarray]) -> bool:
+    if len(outputs) != 1:
+        return False
+    shape = outputs[0].shape
+    return (len(shape) == 2 and shape[0] == 1 and shape[1] >= 2) or (len(shape) == 1 and shape[0] >= 2)
+
+
+def _label(labels: list[str] | None, idx: int) -> str | None:
+    if labels is None:
+        return None
+    return labels[idx] if 0 <= idx < len(labels) else None
+
+
+def _entries(scores: np.ndarray, raw: np.ndarray, labels, indices) -> list[dict]:
+    flat = raw.reshape(-1)
+    out = []
+    for i in indices:
+        value = flat[i].item()
+        out.append({"class": i, "score": value, "label": _label(labels, i)})
+    return out
+
+
+def compare_outputs(
+    image: str,
+    tvm_outputs: list[np.ndarray],
+    ref_outputs: list[np.ndarray],
+    names: list[str],
+    labels: list[str] | None = None,
+    tolerance: float = 2.0,
+) -> ImageVerdict:
+    """Compare one input's outputs. ``tolerance`` is in quantized units (integer outputs) or
+    relative to the largest reference magnitude (float outputs)."""
+    verdict = ImageVerdict(image=image)
+    if len(tvm_outputs) != len(ref_outputs):
+        raise ValueError(f"TVM gave {len(tvm_outputs)} outputs, TFLite {len(ref_outputs)}")
+    for i, (t, r) in enumerate(zip(tvm_outputs, ref_outputs)):
+        if t.shape != r.shape:
+            t = t.reshape(r.shape) if t.size == r.size else t
+        if t.shape != r.shape:
+            verdict.outputs.append(
+                OutputComparison(i, names[i] if i < len(names) else f"output{i}", list(r.shape), str(r.dtype),
+                                 float("inf"), 0.0, False)
+            )
+            continue
+        diff = np.abs(t.astype(np.float64) - r.astype(np.float64))
+        max_diff = float(diff.max()) if diff.size else 0.0
+        if r.dtype.kind in "iub":
+            ok = max_diff <= tolerance
+        else:
+            scale = float(np.abs(r).max()) if r.size else 1.0
+            ok = max_diff <= 1e-3 * tolerance * max(scale, 1e-12)
+        verdict.outputs.append(
+            OutputComparison(
+                index=i,
+                name=names[i] if i < len(names) else f"output{i}",
+                shape=list(r.shape),
+                dtype=str(r.dtype),
+                max_abs_diff=max_diff,
+                identical_share=float((t == r).mean()) if r.size else 1.0,
+                within_tolerance=ok,
+            )
+        )
+    if is_classification(ref_outputs) and verdict.outputs and verdict.outputs[0].within_tolerance is not None:
+        ts, rs = _scores(tvm_outputs[0]), _scores(ref_outputs[0])
+        if ts.shape == rs.shape:
+            verdict.tvm_top5 = _entries(ts, tvm_outputs[0], labels, top_k(ts))
+            verdict.tflite_top5 = _entries(rs, ref_outputs[0], labels, top_k(rs))
+            verdict.top1_match = rankings_agree(ts, rs, k=1)
+            verdict.top5_match = rankings_agree(ts, rs)
+    return verdict

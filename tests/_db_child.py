@@ -1,0 +1,61 @@
+"""Child process for the database durability tests.
+
+    python _db_child.py write DB_PATH N SEED     commit N records (N=0: forever), print "committed K"
+                                                 after each commit; Ctrl-C ends the session
+                                                 "interrupted" and exits 130
+    python _db_child.py lock DB_PATH SECONDS     hold SQLite's write lock, print "locked", then wait
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def write(path: str, n: int, seed: int) -> int:
+    from _db_helpers import make_record, matmul, target
+
+    from tvmq.db import open_database
+
+    db = open_database(path, timeout_s=30)
+    tgt = target()
+    sid = db.begin_session(model_name=f"child-{seed}", target=tgt, trials_requested=n or None)
+    msdb = db.scoped(tgt, session_id=sid)
+    wl = msdb.commit_workload(matmul())
+    print("ready", flush=True)
+    done = 0
+    try:
+        with msdb.reraise_errors():  # Ctrl-C inside TVM's call comes back as KeyboardInterrupt
+            while n == 0 or done < n:
+                secs = [1e-3 * (1 + ((seed * 7919 + done * 104729) % 1000) / 1000.0)]
+                msdb.commit_tuning_record(make_record(wl, tgt, secs, seed=seed * 100000 + done))
+                done += 1
+                print(f"committed {done}", flush=True)
+    except KeyboardInterrupt:
+        db.end_session(sid, "interrupted", trials_done=done)
+        print(f"interrupted {done}", flush=True)
+        return 130
+    db.end_session(sid, "finished", trials_done=done)
+    return 0
+
+
+def lock(path: str, seconds: float) -> int:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    print("locked", flush=True)
+    time.sleep(seconds)
+    conn.execute("ROLLBACK")
+    return 0
+
+
+if __name__ == "__main__":
+    cmd = sys.argv[1]
+    if cmd == "write":
+        sys.exit(write(sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))
+    if cmd == "lock":
+        sys.exit(lock(sys.argv[2], float(sys.argv[3])))
+    sys.exit(f"unknown command {cmd}")

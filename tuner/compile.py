@@ -1,0 +1,95 @@
+"""TFLite → Relax import and the compilation of a Relax module for a target."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import numpy as np
+
+from tvmq.errors import CompileError, UnsupportedOperators
+from tvmq.model import LoadedModel
+
+
+def set_threads(n: int) -> None:
+    """Size TVM's runtime thread pool (the measuring and the serving side alike)."""
+    import tvm
+
+    os.environ["TVM_NUM_THREADS"] = str(n)
+    tvm.get_global_func("runtime.config_threadpool")(0, int(n))
+
+
+def import_relax(loaded: LoadedModel):
+    """The model as a Relax IRModule (QDQ form: quantize/dequantize around float operators)."""
+    import tvm
+    from tvm.relax.frontend.tflite import from_tflite
+
+    try:
+        return from_tflite(loaded.tflite_model)
+    except tvm.error.OpNotImplemented as err:
+        text = " ".join(str(err).split())
+        raise UnsupportedOperators(f"{loaded.name}: the TVM TFLite frontend cannot import it: {text}") from None
+    except NotImplementedError as err:
+        raise UnsupportedOperators(f"{loaded.name}: the TVM TFLite frontend cannot import it: {err}") from None
+    except Exception as err:  # the frontend's own asserts and TVM errors on odd graphs
+        text = " ".join(str(err).split())[:500]
+        raise CompileError(f"{loaded.name}: import into Relax failed: {type(err).__name__}: {text}") from None
+
+
+def lower_to_tir(mod, target, database=None):
+    """Legalize, fuse, and (with a database) apply tuned schedules: the module MetaSchedule sees."""
+    from tvm import relax
+
+    with target, (database if database is not None else contextlib.nullcontext()):
+        return relax.get_pipeline("zero")(mod)
+
+
+def build(mod, target, database=None):
+    """Compile a Relax module to a VM executable; tuned schedules come from ``database``."""
+    import tvm
+
+    try:
+        lowered = lower_to_tir(mod, target, database)
+        with target:
+            return tvm.compile(lowered, target=target)
+    except Exception as err:
+        text = " ".join(str(err).split())[:800]
+        raise CompileError(f"compilation for {target} failed: {type(err).__name__}: {text}") from None
+
+
+def input_tensors(arrays: list[np.ndarray]):
+    import tvm
+
+    return [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in arrays]
+
+
+def outputs_to_numpy(result) -> list[np.ndarray]:
+    """The VM returns a tensor or a (nested) tuple of tensors; flatten to numpy arrays."""
+    if hasattr(result, "numpy"):
+        return [result.numpy()]
+    out: list[np.ndarray] = []
+    for item in result:
+        out.extend(outputs_to_numpy(item))
+    return out
+
+
+class Runnable:
+    """A Relax VM over a compiled executable or a loaded library, on the local CPU."""
+
+    def __init__(self, executable_or_module):
+        import tvm
+        from tvm import relax
+
+        self.device = tvm.cpu()
+        self.vm = relax.VirtualMachine(executable_or_module, self.device)
+
+    def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        return outputs_to_numpy(self.vm["main"](*input_tensors(arrays)))
+
+    def benchmark(self, arrays: list[np.ndarray], repeat: int, warmup: int = 3) -> list[float]:
+        """Seconds of ``repeat`` single runs (Relax VM time evaluator) after ``warmup`` runs."""
+        inputs = input_tensors(arrays)
+        for _ in range(warmup):
+            self.vm["main"](*inputs)
+        evaluator = self.vm.time_evaluator("main", self.device, number=1, repeat=repeat)
+        return list(evaluator(*inputs).results)

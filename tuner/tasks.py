@@ -1,0 +1,101 @@
+"""Tuning tasks: extraction from the fused Relax module, de-duplication, and the task table.
+
+The QDQ import bakes every layer's scales and zero points into its fused TIR function, so
+layers that compute the same convolution on the same shapes still differ structurally and
+would be tuned once each. MetaSchedule's ``anchor-block`` module equality compares only the
+anchor block (the convolution / matmul / reduction that dominates the function), so such
+layers become one task: the best schedule of the anchor is applied to every layer that shares
+it (``tvm.s_tir.meta_schedule.trace_apply``). That is tvmq's default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from rich.table import Table
+
+DEFAULT_MODULE_EQUALITY = "anchor-block"
+
+
+@dataclass
+class TaskInfo:
+    index: int
+    name: str
+    weight: int
+    flops: float
+    in_db: bool = False
+    db_best_ms: float | None = None
+    untuned_ms: float | None = None
+    tuned_ms: float | None = None
+    trials: int = 0
+    from_earlier_session: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def extract(lowered_mod, target, module_equality: str = DEFAULT_MODULE_EQUALITY):
+    """MetaSchedule's task extraction (``ExtractedTask`` list) from a module after the zero pipeline."""
+    from tvm.s_tir import meta_schedule as ms
+
+    return list(ms.relax_integration.extract_tasks(lowered_mod, target, module_equality=module_equality))
+
+
+def dedup_counts(lowered_mod, target) -> dict:
+    """How many tuning tasks each equality makes (and how many fused calls there are)."""
+    structural = extract(lowered_mod, target, "structural")
+    anchor = extract(lowered_mod, target, "anchor-block")
+    return {
+        "fused_calls": int(sum(t.weight for t in structural)),
+        "structural": len(structural),
+        "anchor-block": len(anchor),
+    }
+
+
+def task_flops(task) -> float:
+    from tvm.s_tir.analysis import estimate_tir_flops
+
+    try:
+        return float(estimate_tir_flops(task.dispatched[0]))
+    except Exception:  # noqa: BLE001 - some elementwise kernels have no FLOP estimate
+        return 0.0
+
+
+def describe(tasks, database=None, target=None, module_equality: str = DEFAULT_MODULE_EQUALITY,
+             session_id: int | None = None) -> list[TaskInfo]:
+    """One TaskInfo per extracted task, with what the database already holds for this target."""
+    infos = [TaskInfo(i, t.task_name, int(t.weight), task_flops(t)) for i, t in enumerate(tasks)]
+    if database is not None and tasks:
+        summaries = database.summarize([t.dispatched[0] for t in tasks], target, module_equality=module_equality)
+        for info, s in zip(infos, summaries):
+            info.in_db = bool(s.num_valid)
+            info.db_best_ms = s.best_mean_run_secs * 1e3 if s.best_mean_run_secs is not None else None
+            info.from_earlier_session = info.in_db and s.best_session_id != session_id
+    return infos
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4f}"
+
+
+def tasks_table(infos: list[TaskInfo], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for col, just in (("#", "right"), ("task", "left"), ("weight", "right"), ("MFLOP", "right"),
+                      ("in db", "center"), ("db best ms", "right")):
+        table.add_column(col, justify=just)
+    for t in infos:
+        table.add_row(str(t.index), t.name, str(t.weight), f"{t.flops / 1e6:.2f}",
+                      "yes" if t.in_db else "", _ms(t.db_best_ms))
+    return table
+
+
+def results_table(infos: list[TaskInfo]) -> Table:
+    table = Table(title="Per-task latency before and after tuning (ms)", title_justify="left")
+    for col in ("#", "task", "weight", "untuned", "tuned", "speed-up", "trials", "source"):
+        table.add_column(col, justify="left" if col in ("task", "source") else "right")
+    for t in infos:
+        speed = f"{t.untuned_ms / t.tuned_ms:.1f}x" if t.untuned_ms and t.tuned_ms else "-"
+        source = "earlier session" if t.from_earlier_session else ("this run" if t.trials else "")
+        table.add_row(str(t.index), t.name, str(t.weight), _ms(t.untuned_ms), _ms(t.tuned_ms), speed,
+                      str(t.trials), source)
+    return table

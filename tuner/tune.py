@@ -1,0 +1,295 @@
+"""The search: MetaSchedule's evolutionary search with the XGBoost cost model and the
+gradient task scheduler, over the model's tasks, measuring into the tuning database.
+
+Everything MetaSchedule offers stays pluggable: tvmq only chooses the parts — its persistent
+builder, an isolated local runner (or the RPC runner), its SQL database behind MetaSchedule's
+Database interface — and adds two measure callbacks: the progress bar with the tuning curve,
+and the early stop of a task that no longer improves.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from tvm.ir.utils import derived_object
+from tvm.s_tir import meta_schedule as ms
+from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
+
+from tvmq.errors import Interrupted
+
+from .tasks import DEFAULT_MODULE_EQUALITY, TaskInfo, describe, extract
+
+
+@dataclass
+class TuneConfig:
+    trials: int
+    trials_per_task: int | None = None
+    seed: int = 0
+    num_trials_per_iter: int = 16  # candidates measured per round of one task
+    population: int = 128  # evolutionary search population (MetaSchedule's default 512 costs
+    # ~25 s of search per round on 2 cores; 128 costs ~7 s for the same 16 measured candidates)
+    patience: int | None = None  # trials without a 1% gain before a task stops; None: 2 rounds
+    min_gain: float = 0.01
+    module_equality: str = DEFAULT_MODULE_EQUALITY
+    retune: bool = False  # also tune tasks the database already covers
+    threads: int = 1
+    builder_workers: int | None = None
+    builder: object | None = None  # an ms Builder; None: a PersistentBuilder owned by the run
+    runner: object | None = None  # an ms Runner (e.g. RPC); None: isolated local runner
+    runner_timeout_s: float = 30.0
+    build_timeout_s: float = 60.0
+    measure_untuned: bool = True
+    work_dir: Path = Path("tvmq_out/tuning_logs")
+
+
+@dataclass
+class TuningResult:
+    tasks: list[TaskInfo]
+    trials: int = 0
+    curve: list[dict] = field(default_factory=list)
+    dedup: dict = field(default_factory=dict)
+    tuned_task_indices: list[int] = field(default_factory=list)
+    stopped_early: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def tasks_total(self) -> int:
+        return len(self.tasks)
+
+    @property
+    def tasks_from_db(self) -> int:
+        return sum(1 for t in self.tasks if t.from_earlier_session)
+
+    def estimated_ms(self, which: str = "tuned") -> float | None:
+        total = 0.0
+        for t in self.tasks:
+            v = t.untuned_ms if which == "untuned" else (t.tuned_ms or t.db_best_ms or t.untuned_ms)
+            if v is None:
+                return None
+            total += v * t.weight
+        return total
+
+    def to_dict(self) -> dict:
+        return {
+            "trials": self.trials,
+            "tasks_total": self.tasks_total,
+            "tasks_from_db": self.tasks_from_db,
+            "tasks_tuned_now": len(self.tuned_task_indices),
+            "task_dedup": self.dedup,
+            "stopped_early": self.stopped_early,
+            "estimated_ms": {"untuned": self.estimated_ms("untuned"), "tuned": self.estimated_ms("tuned")},
+            "curve": self.curve,
+            "seconds": round(self.seconds, 1),
+            "tasks": [t.to_dict() for t in self.tasks],
+        }
+
+
+def _median_ms(runner_result) -> float | None:
+    if runner_result.error_msg is not None or not runner_result.run_secs:
+        return None
+    secs = sorted(float(s) for s in runner_result.run_secs)
+    return secs[len(secs) // 2] * 1e3
+
+
+def device_type(target) -> str:
+    """The runtime device a target's code runs on ("llvm" code runs on "cpu")."""
+    kind = str(target.kind.name)
+    return "cpu" if kind in ("llvm", "c") else kind
+
+
+def tune_contexts(tasks, work_dir: Path, seed: int, threads: int, population: int = 128):
+    """One TuneContext per task (post-order-apply space, evolutionary search), seeded per task.
+
+    MetaSchedule's ``extracted_tasks_to_tune_contexts`` sets up file loggers that break when it
+    is called twice in one process; these contexts share one log file under ``work_dir``.
+    """
+    work_dir.mkdir(parents=True, exist_ok=True)
+    logger = logging.getLogger("tvmq.tuning")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    log_file = str((work_dir / "tuning.log").resolve())
+    if not any(getattr(h, "baseFilename", None) == log_file for h in logger.handlers):
+        for h in list(logger.handlers):
+            logger.removeHandler(h)
+            h.close()
+        logger.addHandler(logging.FileHandler(log_file))
+    seeds = ms.utils.fork_seed(seed, n=len(tasks))
+    ctxs = [
+        ms.TuneContext(mod=t.dispatched[0], target=t.target, space_generator="post-order-apply",
+                       search_strategy=ms.search_strategy.EvolutionarySearch(
+                           population_size=population, init_min_unmeasured=min(50, population // 2)),
+                       task_name=t.task_name, logger=logger,
+                       rand_state=rs, num_threads=threads).clone()
+        for t, rs in zip(tasks, seeds)
+    ]
+    return ctxs, [float(t.weight) for t in tasks]
+
+
+def measure_untuned(tasks, target, builder, runner) -> list[float | None]:
+    """Latency of each task's unscheduled TIR (the schedule an untuned build uses), in ms."""
+    inputs = [ms.builder.BuilderInput(t.dispatched[0], target) for t in tasks]
+    built = builder.build(inputs)
+    run_inputs, index = [], []
+    for i, (t, b) in enumerate(zip(tasks, built)):
+        if b.error_msg is None:
+            run_inputs.append(ms.runner.RunnerInput(b.artifact_path, device_type(target),
+                                                    ms.arg_info.ArgInfo.from_entry_func(t.dispatched[0])))
+            index.append(i)
+    out: list[float | None] = [None] * len(tasks)
+    for i, fut in zip(index, runner.run(run_inputs)):
+        out[i] = _median_ms(fut.result())
+    for b in built:
+        if b.artifact_path:
+            Path(b.artifact_path).unlink(missing_ok=True)
+    return out
+
+
+@derived_object
+class ProgressCallback(PyMeasureCallback):
+    """Counts trials, tracks each task's best, draws the bar and the curve, stops stale tasks."""
+
+    def __init__(self, result: TuningResult, tuned: list[int], progress: Progress, bar_id, budget: int,
+                 patience: int, min_gain: float, db_session_update=None):
+        self.result = result
+        self.tuned = tuned  # scheduler task id -> index in result.tasks
+        self.progress = progress
+        self.bar_id = bar_id
+        self.budget = budget
+        self.patience = patience
+        self.min_gain = min_gain
+        self.seen = 0
+        self.best: dict[int, float] = {}
+        self.last_gain_at: dict[int, int] = {}
+        self.task_trials: dict[int, int] = {}
+        self.db_session_update = db_session_update
+
+    def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results) -> None:
+        n = len(runner_results)
+        self.seen += n
+        self.task_trials[task_id] = self.task_trials.get(task_id, 0) + n
+        info = self.result.tasks[self.tuned[task_id]]
+        info.trials = self.task_trials[task_id]
+        for r in runner_results:
+            ms_ = _median_ms(r)
+            if ms_ is None:
+                continue
+            old = self.best.get(task_id)
+            if old is None or ms_ < old * (1 - self.min_gain):
+                self.last_gain_at[task_id] = self.task_trials[task_id]
+            if old is None or ms_ < old:
+                self.best[task_id] = ms_
+                info.tuned_ms = ms_ if info.db_best_ms is None else min(ms_, info.db_best_ms)
+        est = self.result.estimated_ms("tuned")
+        self.result.curve.append({"trials": self.seen, "estimated_ms": est})
+        self.result.trials = self.seen
+        text = f"est. end-to-end {est:.2f} ms" if est is not None else ""
+        self.progress.update(self.bar_id, completed=min(self.seen, self.budget), status=text)
+        if self.db_session_update is not None:
+            self.db_session_update(self.seen)
+        # Early stop. Never inside the scheduler's final join (results seen >= budget), where
+        # the scheduler terminates every task itself.
+        stale = self.task_trials[task_id] - self.last_gain_at.get(task_id, 0)
+        if self.seen < self.budget and stale >= self.patience:
+            record = task_scheduler.tasks_[task_id]
+            if not record.is_terminated:
+                task_scheduler.terminate_task(task_id)
+                self.result.stopped_early.append(info.name)
+
+
+def _quiet_metaschedule_console() -> None:
+    """MetaSchedule logs every trial; those logs go to files under the work dir, not the terminal."""
+    for name in ("tvm.s_tir.meta_schedule", "tvm.meta_schedule"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def tune(lowered_mod, target, database, session_id: int | None, config: TuneConfig,
+         console: Console | None = None) -> TuningResult:
+    """Tune the tasks of ``lowered_mod`` (after the zero pipeline) into ``database`` (a
+    :class:`tvmq.db.TuningDatabase`); returns what was tuned, the per-task table and the curve."""
+    from .builder import PersistentBuilder
+    from .runner import make_local_runner
+
+    console = console or Console(stderr=True)
+    start = time.perf_counter()
+    me = config.module_equality
+    tasks = extract(lowered_mod, target, me)
+    infos = describe(tasks, database, target, me, session_id)
+    result = TuningResult(tasks=infos)
+    selected = [i for i, t in enumerate(infos) if config.retune or not t.in_db]
+    if config.trials <= 0 or not selected:
+        result.seconds = time.perf_counter() - start
+        return result
+
+    _quiet_metaschedule_console()
+    scoped = database.scoped(target, module_equality=me, session_id=session_id)
+    owns_builder = config.builder is None
+    builder = config.builder or PersistentBuilder(max_workers=config.builder_workers,
+                                                  timeout_sec=config.build_timeout_s)
+    runner = config.runner or make_local_runner(timeout_sec=config.runner_timeout_s)
+    try:
+        if config.measure_untuned:
+            with console.status(f"measuring the {len(tasks)} tasks untuned (first start of the build workers) …"):
+                for info, v in zip(infos, measure_untuned(tasks, target, builder, runner)):
+                    info.untuned_ms = v
+            result.curve.append({"trials": 0, "estimated_ms": result.estimated_ms("tuned")})
+        # A budget too small for one round of every task goes to the tasks that take the most
+        # time untuned (weight x latency; FLOPs where a task could not be measured).
+        per_iter = max(1, min(config.num_trials_per_iter, config.trials))
+        if len(selected) * per_iter > config.trials:
+            def cost(i: int) -> float:
+                t = infos[i]
+                return t.weight * (t.untuned_ms if t.untuned_ms is not None else t.flops * 1e-9)
+            selected = sorted(sorted(selected, key=cost, reverse=True)[: max(1, config.trials // per_iter)])
+        patience = config.patience or max(32, 3 * per_iter)
+        ctxs, weights = tune_contexts([tasks[i] for i in selected], config.work_dir, config.seed, config.threads,
+                                      config.population)
+        result.tuned_task_indices = list(selected)
+        columns = [TextColumn("tuning"), BarColumn(), MofNCompleteColumn(), TextColumn("trials"),
+                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[status]}")]
+        with Progress(*columns, console=console, transient=False) as progress:
+            bar = progress.add_task("tuning", total=config.trials, status="")
+            callback = ProgressCallback(
+                result, selected, progress, bar, config.trials, patience, config.min_gain,
+                db_session_update=(lambda n: database.update_session(session_id, trials_done=n)) if session_id else None,
+            )
+            cost_model = ms.cost_model.XGBModel(
+                config=ms.cost_model.xgb_model.XGBConfig(seed=config.seed, nthread=config.threads),
+                num_tuning_cores=config.threads, adaptive_training=True,
+            )
+            with scoped.reraise_errors():
+                ms.tune_tasks(
+                    tasks=ctxs,
+                    task_weights=weights,
+                    work_dir=str(config.work_dir),
+                    max_trials_global=config.trials,
+                    max_trials_per_task=config.trials_per_task or config.trials,
+                    num_trials_per_iter=per_iter,
+                    builder=builder,
+                    runner=runner,
+                    database=scoped,
+                    cost_model=cost_model,
+                    measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), callback],
+                    task_scheduler=ms.task_scheduler.GradientBased(seed=config.seed),
+                    module_equality=me,
+                )
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"tuning stopped by Ctrl-C after {result.trials} trials; every measured batch is in the "
+            f"database, and the next run resumes from it"
+        ) from None
+    finally:
+        if owns_builder:
+            builder.shutdown()
+    # What the database now holds is the truth (other processes may have tuned too).
+    after = describe(tasks, database, target, me, session_id)
+    for info, now in zip(infos, after):
+        if now.db_best_ms is not None:
+            info.tuned_ms = now.db_best_ms
+        info.in_db, info.from_earlier_session = now.in_db, now.from_earlier_session
+    result.seconds = time.perf_counter() - start
+    return result

@@ -1,0 +1,114 @@
+"""Errors a user can cause.
+
+Every exception here carries one clear, complete sentence for the user. The command-line
+entry points catch :class:`TvmqError`, print its message on one line and exit with its
+``exit_code``; they never show a traceback for these.
+"""
+
+from __future__ import annotations
+
+
+class TvmqError(Exception):
+    """Base class of every user-facing error."""
+
+    exit_code = 2
+    kind = "error"
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ModelFileNotFound(TvmqError):
+    kind = "model-not-found"
+
+
+class NotATFLiteModel(TvmqError):
+    kind = "not-tflite"
+
+
+class TruncatedModel(TvmqError):
+    kind = "truncated-model"
+
+
+class UnsupportedOperators(TvmqError):
+    kind = "unsupported-operators"
+
+    def __init__(self, message: str, operators: list[str] | None = None):
+        super().__init__(message)
+        self.operators = list(operators or [])
+
+
+class CustomOperators(UnsupportedOperators):
+    kind = "custom-operators"
+
+
+class DynamicRangeModel(TvmqError):
+    kind = "dynamic-range-model"
+
+
+class DownloadError(TvmqError):
+    kind = "download-failed"
+
+
+class ImageError(TvmqError):
+    kind = "bad-image"
+
+
+class LabelsError(TvmqError):
+    kind = "bad-labels"
+
+
+class UnknownTarget(TvmqError):
+    kind = "unknown-target"
+
+
+class MissingISA(TvmqError):
+    """The target's code needs CPU features this host lacks, so it cannot be measured here."""
+
+    kind = "missing-isa"
+
+    def __init__(self, message: str, missing: list[str] | None = None):
+        super().__init__(message)
+        self.missing = list(missing or [])
+
+
+class DatabaseError(TvmqError):
+    kind = "database"
+
+
+class DatabaseLocked(DatabaseError):
+    kind = "database-locked"
+
+
+class ArtifactError(TvmqError):
+    kind = "bad-artifact"
+
+
+class CompileError(TvmqError):
+    kind = "compile-failed"
+
+
+class RemoteError(TvmqError):
+    kind = "remote"
+
+
+class Interrupted(TvmqError):
+    """Ctrl-C: what was measured so far is committed; the run stops cleanly."""
+
+    kind = "interrupted"
+    exit_code = 130
+
+
+class VerificationFailed(TvmqError):
+    kind = "verification-failed"
+    exit_code = 1
+
+
+class UsageError(TvmqError):
+    """Options that cannot go together."""
+
+    kind = "usage"
