@@ -32,8 +32,9 @@ input (file, model, image, target, database), 130 after Ctrl-C.
 EPILOG = """\
 examples:
   tvmq-tune
-      the default run: the built-in quantized MobileNet, the host CPU, the SQLite database
-      ./tvmq.db — works offline.
+      the default run: the built-in quantized MobileNet, the host CPU, 200 trials into the
+      SQLite database ./tvmq.db — works offline. Run it again: the build reuses every record
+      and the next 200 trials go to the tasks not tuned yet.
   tvmq-tune --target native --model mobilenet_v2_1.0_224_quant.tflite \\
             --image cat.bmp --labels imagenet_labels.txt
   tvmq-tune --target cascadelake --model m.tflite --build-only
@@ -63,13 +64,26 @@ def build_parser() -> argparse.ArgumentParser:
                            "repeatable). Without --image a deterministic synthetic input is used")
     what.add_argument("--labels", metavar="PATH", help="class names, one per line (line N is class N)")
     tune = p.add_argument_group("tuning")
-    tune.add_argument("--trials", type=int, default=0, metavar="N",
-                      help="measurement trials over all tasks (default: 0, build from the database only)")
+    tune.add_argument("--trials", type=int, default=200, metavar="N",
+                      help="measurement trials over all tasks (default: 200). They go to the tasks the "
+                           "database does not cover yet for this target, heaviest first; 0 tunes nothing "
+                           "and builds from the database alone")
+    tune.add_argument("--retune", action="store_true",
+                      help="also search tasks the database already covers (the search starts from their records)")
     tune.add_argument("--trials-per-task", type=int, metavar="N", help="cap on the trials of one task")
     tune.add_argument("--seed", type=int, default=0, help="seed of the search and of synthetic inputs (default: 0)")
     tune.add_argument("--db", metavar="URL_OR_PATH",
                       help="tuning database: a SQLite file path or any SQLAlchemy URL (default: ./tvmq.db)")
     tune.add_argument("--show-tasks", action="store_true", help="print the task table even when not tuning")
+    build = p.add_argument_group("code generation")
+    build.add_argument("--int8", action="store_true",
+                       help="run integer arithmetic: lower the QDQ graph to int8 x int8 -> int32 kernels with "
+                            "TFLite's fixed-point requantization (default: the QDQ float graph TVM imports)")
+    build.add_argument("--layout", default="profile", metavar="LAYOUT",
+                       help="convolution data layout: profile (the target profile's choice, default), NHWC, "
+                            "NCHW, or NCHW<b>c such as NCHW16c")
+    build.add_argument("--winograd", action=argparse.BooleanOptionalAction, default=None,
+                       help="winograd for eligible 3x3 stride-1 convolutions (default: the profile's choice)")
     out = p.add_argument_group("output")
     out.add_argument("--out", type=Path, metavar="DIR",
                      help="folder for model.so, model.json and the reports (default: tvmq_out/MODEL-TARGET)")
@@ -111,6 +125,7 @@ def main(argv: list[str] | None = None) -> None:
             images=[p for group in args.image for p in group],
             labels=args.labels,
             trials=args.trials,
+            retune=args.retune,
             trials_per_task=args.trials_per_task,
             seed=args.seed,
             db=args.db,
@@ -121,6 +136,9 @@ def main(argv: list[str] | None = None) -> None:
             tolerance=args.tolerance,
             build_only=args.build_only,
             show_tasks=args.show_tasks,
+            int8=args.int8,
+            layout=args.layout,
+            winograd=args.winograd,
             rpc_tracker=args.rpc_tracker,
             rpc_key=args.rpc_key,
         )

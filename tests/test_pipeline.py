@@ -31,7 +31,7 @@ def test_made_model_end_to_end(capsys, tmp_path, model_factory, photo):
     labels.write_text("\n".join(f"class{i}" for i in range(10)) + "\n")
     rc, err = run_tune(capsys, ["--model", str(model_factory.path("uint8")), "--image", str(photo),
                                 "--labels", str(labels), "--out", str(out), "--json", str(report_path),
-                                "--repeat", "5", "--db", str(tmp_path / "t.db")])
+                                "--trials", "0", "--repeat", "5", "--db", str(tmp_path / "t.db")])
     assert rc == 0, err
     r = load_json(report_path)
     assert r["verdict"] == "pass"
@@ -65,7 +65,7 @@ def test_int8_io_with_several_outputs(capsys, tmp_path, model_factory):
     """Non-classification outputs are compared element-wise; no image means a synthetic input."""
     report_path = tmp_path / "r.json"
     rc, err = run_tune(capsys, ["--model", str(model_factory.path("segmentation")), "--out", str(tmp_path / "o"),
-                                "--json", str(report_path), "--repeat", "3", "--db", str(tmp_path / "t.db")])
+                                "--json", str(report_path), "--trials", "0", "--repeat", "3", "--db", str(tmp_path / "t.db")])
     assert rc == 0, err
     r = load_json(report_path)
     (img,) = r["images"]
@@ -79,7 +79,7 @@ def test_verification_failure_exits_one(capsys, tmp_path, model_factory):
     """A tolerance below the real difference must fail the run with exit status 1 (not 0, not 2)."""
     report_path = tmp_path / "r.json"
     rc, err = run_tune(capsys, ["--model", str(model_factory.path("segmentation")), "--out", str(tmp_path / "o"),
-                                "--json", str(report_path), "--repeat", "1", "--tolerance", "-1",
+                                "--json", str(report_path), "--trials", "0", "--repeat", "1", "--tolerance", "-1",
                                 "--db", str(tmp_path / "t.db")])
     assert rc == 1, err
     assert load_json(report_path)["verdict"] == "fail"
@@ -125,7 +125,7 @@ def test_real_model_matches_tflite(capsys, tmp_path, models_dir, model, image):
     report_path = tmp_path / "r.json"
     rc, err = run_tune(capsys, ["--model", str(models_dir / model), "--image", str(models_dir / image),
                                 str(models_dir / "grace_hopper.bmp"), "--labels", str(models_dir / "imagenet_labels.txt"),
-                                "--out", str(tmp_path / "o"), "--json", str(report_path), "--repeat", "3",
+                                "--out", str(tmp_path / "o"), "--json", str(report_path), "--trials", "0", "--repeat", "3",
                                 "--db", str(tmp_path / "t.db")])
     assert rc == 0, err
     r = load_json(report_path)
@@ -136,3 +136,29 @@ def test_real_model_matches_tflite(capsys, tmp_path, models_dir, model, image):
     cat = r["images"][0]
     assert "cat" in cat["tflite_top5"][0]["label"]  # the photo is a cat
     assert "cat" in err  # and the label reaches the terminal
+
+
+def test_int8_path_end_to_end(capsys, tmp_path, model_factory, photo):
+    """--int8 lowers QDQ to integer kernels; the build must still agree with TFLite."""
+    report_path = tmp_path / "r.json"
+    rc, err = run_tune(capsys, ["--model", str(model_factory.path("uint8")), "--image", str(photo), "--int8",
+                                "--out", str(tmp_path / "o"), "--json", str(report_path), "--trials", "0", "--repeat", "3",
+                                "--db", str(tmp_path / "t.db")])
+    assert rc == 0, err
+    r = load_json(report_path)
+    assert r["verdict"] == "pass"
+    stats = r["transforms"]["int8"]
+    assert stats["conv2d"]["lowered"] >= 2 and stats["conv2d"]["qdq"] == 0
+
+
+@pytest.mark.shared_models
+def test_int8_path_on_a_real_model(capsys, tmp_path, models_dir):
+    report_path = tmp_path / "r.json"
+    rc, err = run_tune(capsys, ["--model", str(models_dir / "mobilenet_v1_0.25_128_quant.tflite"), "--int8",
+                                "--image", str(models_dir / "cat.bmp"), "--labels", str(models_dir / "imagenet_labels.txt"),
+                                "--out", str(tmp_path / "o"), "--json", str(report_path), "--trials", "0", "--repeat", "3",
+                                "--db", str(tmp_path / "t.db")])
+    assert rc == 0, err
+    (img,) = load_json(report_path)["images"]
+    assert img["top1_match"] and img["top5_match"]
+    assert img["outputs"][0]["max_abs_diff"] <= 5

@@ -95,7 +95,8 @@ def test_vnni_flag_only_on_vnni_profiles():
 
 def test_layout_choices():
     assert get_profile("cortex-a72").layout == "NCHW4c"
-    assert get_profile("cascadelake").layout == "NCHW16c"
+    assert get_profile("cascadelake").layout == "NHWC"  # measured: blocked layouts lose here
+    assert get_profile("haswell").layout == "NCHW8c"
     assert get_profile("znver3").layout == "NHWC"  # measured: see scripts/bench_layouts.py
     assert get_profile("cortex-a53").winograd and not get_profile("cascadelake").winograd
 
@@ -243,7 +244,7 @@ def test_render_table_lists_every_profile():
     console = Console(width=250, record=True)
     console.print(table)
     text = console.export_text()
-    assert "lacks avx512f" in text and "NCHW16c" in text
+    assert "NCHW8c" in text and "NCHW4c" in text
 
 
 # ------------------------------------------------------------------ export

@@ -4,6 +4,7 @@
 - :mod:`tvmq.tuner.artifact`  exported libraries with their metadata, loadable without recompiling
 - :mod:`tvmq.tuner.tasks`     task extraction and de-duplication
 - :mod:`tvmq.tuner.tune`      the MetaSchedule search with the XGBoost cost model
+- :mod:`tvmq.tuner.scheduler` task selection that commits every batch as it is measured
 - :mod:`tvmq.tuner.builder`   a builder that keeps its worker processes
 - :mod:`tvmq.tuner.runner`    local measurement in isolated processes
 - :mod:`tvmq.tuner.remote`    measurement through TVM's RPC tracker

@@ -1,5 +1,5 @@
 """The search: MetaSchedule's evolutionary search with the XGBoost cost model and the
-gradient task scheduler, over the model's tasks, measuring into the tuning database.
+gradient rule of its task scheduler (joining every batch at once: :mod:`.scheduler`), over the model's tasks, measuring into the tuning database.
 
 Everything MetaSchedule offers stays pluggable: tvmq only chooses the parts — its persistent
 builder, an isolated local runner (or the RPC runner), its SQL database behind MetaSchedule's
@@ -9,7 +9,10 @@ and the early stop of a task that no longer improves.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +25,7 @@ from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
 
 from tvmq.errors import Interrupted
 
+from .scheduler import EagerGradientScheduler, _median_ms
 from .tasks import DEFAULT_MODULE_EQUALITY, TaskInfo, describe, extract
 
 
@@ -89,13 +93,6 @@ class TuningResult:
         }
 
 
-def _median_ms(runner_result) -> float | None:
-    if runner_result.error_msg is not None or not runner_result.run_secs:
-        return None
-    secs = sorted(float(s) for s in runner_result.run_secs)
-    return secs[len(secs) // 2] * 1e3
-
-
 def device_type(target) -> str:
     """The runtime device a target's code runs on ("llvm" code runs on "cpu")."""
     kind = str(target.kind.name)
@@ -154,7 +151,8 @@ class ProgressCallback(PyMeasureCallback):
     """Counts trials, tracks each task's best, draws the bar and the curve, stops stale tasks."""
 
     def __init__(self, result: TuningResult, tuned: list[int], progress: Progress, bar_id, budget: int,
-                 patience: int, min_gain: float, db_session_update=None):
+                 patience: int, min_gain: float, db_session_update=None, stop: threading.Event | None = None):
+        self.stop = stop
         self.result = result
         self.tuned = tuned  # scheduler task id -> index in result.tasks
         self.progress = progress
@@ -191,6 +189,9 @@ class ProgressCallback(PyMeasureCallback):
         self.progress.update(self.bar_id, completed=min(self.seen, self.budget), status=text)
         if self.db_session_update is not None:
             self.db_session_update(self.seen)
+        if self.stop is not None and self.stop.is_set():
+            # Ctrl-C: this batch is already in the database (AddToDatabase runs before us).
+            raise KeyboardInterrupt
         # Early stop. Never inside the scheduler's final join (results seen >= budget), where
         # the scheduler terminates every task itself.
         stale = self.task_trials[task_id] - self.last_gain_at.get(task_id, 0)
@@ -199,6 +200,28 @@ class ProgressCallback(PyMeasureCallback):
             if not record.is_terminated:
                 task_scheduler.terminate_task(task_id)
                 self.result.stopped_early.append(info.name)
+
+
+@contextlib.contextmanager
+def _ctrl_c_as_flag():
+    """While tuning, Ctrl-C only sets a flag: the search stops after the batch in flight is
+    committed. (A KeyboardInterrupt raised at a random point inside TVM's FFI comes back as an
+    arbitrary RuntimeError.) A second Ctrl-C interrupts at once."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_sigint(signum, frame):
+        stop.set()
+        signal.signal(signal.SIGINT, previous)
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _quiet_metaschedule_console() -> None:
@@ -231,6 +254,8 @@ def tune(lowered_mod, target, database, session_id: int | None, config: TuneConf
     builder = config.builder or PersistentBuilder(max_workers=config.builder_workers,
                                                   timeout_sec=config.build_timeout_s)
     runner = config.runner or make_local_runner(timeout_sec=config.runner_timeout_s)
+    stop_ctx = _ctrl_c_as_flag()
+    stop = stop_ctx.__enter__()
     try:
         if config.measure_untuned:
             with console.status(f"measuring the {len(tasks)} tasks untuned (first start of the build workers) …"):
@@ -256,6 +281,7 @@ def tune(lowered_mod, target, database, session_id: int | None, config: TuneConf
             callback = ProgressCallback(
                 result, selected, progress, bar, config.trials, patience, config.min_gain,
                 db_session_update=(lambda n: database.update_session(session_id, trials_done=n)) if session_id else None,
+                stop=stop,
             )
             cost_model = ms.cost_model.XGBModel(
                 config=ms.cost_model.xgb_model.XGBConfig(seed=config.seed, nthread=config.threads),
@@ -274,15 +300,18 @@ def tune(lowered_mod, target, database, session_id: int | None, config: TuneConf
                     database=scoped,
                     cost_model=cost_model,
                     measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), callback],
-                    task_scheduler=ms.task_scheduler.GradientBased(seed=config.seed),
+                    task_scheduler=EagerGradientScheduler(seed=config.seed),
                     module_equality=me,
                 )
-    except KeyboardInterrupt:
-        raise Interrupted(
-            f"tuning stopped by Ctrl-C after {result.trials} trials; every measured batch is in the "
-            f"database, and the next run resumes from it"
-        ) from None
+    except (KeyboardInterrupt, Exception) as err:
+        if isinstance(err, KeyboardInterrupt) or stop.is_set():
+            raise Interrupted(
+                f"tuning stopped by Ctrl-C after {result.trials} trials; every measured batch is in the "
+                f"database, and the next run resumes from it"
+            ) from None
+        raise
     finally:
+        stop_ctx.__exit__(None, None, None)
         if owns_builder:
             builder.shutdown()
     # What the database now holds is the truth (other processes may have tuned too).

@@ -22,6 +22,7 @@ class Options:
     images: list[str] = field(default_factory=list)
     labels: str | None = None
     trials: int = 0
+    retune: bool = False
     trials_per_task: int | None = None
     seed: int = 0
     db: str | None = None
@@ -34,6 +35,9 @@ class Options:
     rpc_tracker: str | None = None
     rpc_key: str | None = None
     show_tasks: bool = False
+    int8: bool = False  # lower QDQ to integer arithmetic (tvmq.int8)
+    layout: str = "profile"  # "profile" (the target profile's choice), NHWC, NCHW, NCHW16c, ...
+    winograd: bool | None = None  # None: the profile's choice
     runner: object | None = None  # an ms Runner for remote measurement
 
 
@@ -109,6 +113,20 @@ def run(opts: Options, console: Console | None = None) -> dict:
     set_threads(threads)
     with Step(console, timings, "import", "import into Relax"):
         mod = import_relax(loaded)
+    transforms: dict = {}
+    if opts.int8:
+        from tvmq.int8 import lower_qdq_to_int8, lowering_stats
+
+        with Step(console, timings, "int8", "lower QDQ to integer arithmetic"):
+            mod = lower_qdq_to_int8(mod)
+            transforms["int8"] = lowering_stats(mod)
+    layout = opts.layout if opts.layout != "profile" else None
+    from tvmq.tuner.layout import apply_profile_transforms, conv_summary
+
+    with Step(console, timings, "layout", f"apply {profile.name}'s layout ({layout or profile.layout}) "
+              f"and strategy (winograd {'on' if (profile.winograd if opts.winograd is None else opts.winograd) else 'off'})"):
+        mod = apply_profile_transforms(mod, profile, layout=layout, winograd=opts.winograd)
+        transforms["convolutions"] = conv_summary(mod)
 
     report: dict = {
         "tvmq_report": 1,
@@ -117,6 +135,7 @@ def run(opts: Options, console: Console | None = None) -> dict:
         "target": {"name": profile.name, "reason": reason, "tvm_target": _target_json(target),
                    "threads": threads},
         "host": {"cpu": host.model_name, "cores": host.logical_cores, "arch": host.arch},
+        "transforms": transforms,
         "verdict": None,
         "images": [],
         "latency_ms": {},
@@ -229,7 +248,7 @@ def _tune(opts: Options, loaded, mod, target, profile, threads: int, out_dir: Pa
             model_sha256=loaded.sha256, model_name=loaded.name, target_profile=profile.name,
             target=target, trials_requested=opts.trials,
         )
-    config = TuneConfig(trials=opts.trials, trials_per_task=opts.trials_per_task, seed=opts.seed,
+    config = TuneConfig(trials=opts.trials, trials_per_task=opts.trials_per_task, seed=opts.seed, retune=opts.retune,
                         threads=threads, work_dir=out_dir / "tuning_logs", runner=opts.runner)
     status = "failed"
     try:

@@ -1,0 +1,318 @@
+"""Integer requantization numerics, as numpy references and as TIR expressions.
+
+Two modes are offered, selected by ``mode``:
+
+``"tflite"`` -- TFLite's reference fixed-point requantization (what the builtin kernels,
+gemmlowp and ruy compute; ``tensorflow/lite/kernels/internal/common.h`` and
+``quantization_util.cc``, default build without ``TFLITE_SINGLE_ROUNDING``):
+
+* ``quantize_multiplier(real)`` -> ``(q, shift)`` with ``real ~= q * 2**(shift - 31)`` and
+  ``q`` in ``[2**30, 2**31)``.  ``frexp(real) = (m, e)`` with ``m`` in ``[0.5, 1)``;
+  ``q = round_half_away(m * 2**31)``; if ``q == 2**31`` then ``q //= 2; e += 1``; if
+  ``e < -31`` the multiplier is flushed to ``(0, 0)``.  Examples:
+  ``quantize_multiplier(0.5) == (1 << 30, 0)`` (0.5 = 0.5 * 2**0) and
+  ``quantize_multiplier(1.0) == (1 << 30, 1)``; ``quantize_multiplier(0.25) == (1 << 30, -1)``.
+* ``saturating_rounding_doubling_high_mul(a, b)`` (gemmlowp ``SRDHM``): the high 32 bits
+  of ``2*a*b`` rounded half away from zero: ``(a*b + (a*b >= 0 ? 2**30 : 1 - 2**30)) / 2**31``
+  with C (truncating) division in int64; saturates the single overflow case
+  ``a == b == INT32_MIN`` to ``INT32_MAX``.
+* ``rounding_divide_by_pot(x, e)`` (gemmlowp ``RoundingDivideByPOT``): arithmetic shift
+  right by ``e`` rounding half away from zero: ``(x >> e) + (rem > thr)`` with
+  ``mask = 2**e - 1``, ``rem = x & mask``, ``thr = (mask >> 1) + (x < 0)``.
+* ``multiply_by_quantized_multiplier(x, q, shift)``:
+  ``RDBPOT(SRDHM(x * 2**max(shift, 0), q), max(-shift, 0))`` -- two roundings
+  ("double rounding").
+* per-channel: ``q`` and ``shift`` are vectors indexed by the output channel.
+* a convolution / fully connected output is
+  ``clamp(MBQM(acc + bias, q, shift) + zp_out, act_min, act_max)`` with
+  ``real = double(s_in) * double(s_w[c]) / double(s_out)`` (all three are float32 in the
+  flatbuffer, promoted to double before multiplying, as ``PopulateConvolutionQuantizationParams``).
+
+``"xnnpack"`` -- what the XNNPACK delegate (default in the TFLite interpreter for QS8/QU8
+conv, depthwise conv, fully connected) computes: *fp32 requantization*.  The scale is
+computed in float32 (``input_scale * kernel_scale / output_scale``, float32 rounding at each
+step), the int32 accumulator (bias and zero-point terms included) is converted to float32,
+multiplied by the scale, clamped to ``[qmin - zp, qmax - zp]`` and rounded to nearest with
+ties to *even* (the "magic bias" trick: ``bits(v + 12582912.0f) - 0x4B400000``, or
+``cvtps2dq`` on x86, both are round-half-even), and the output zero point is added.  It
+differs from the TFLite fixed-point result by at most one unit, on values whose scaled
+accumulator lies (within float32 precision) on a .5 boundary, or where float32 conversion
+of a large accumulator / the float32 scale loses bits.
+
+XNNPACK's other quantized ops, as mirrored by ``mode="xnnpack"`` in :mod:`.lower`:
+
+* MEAN: ``rne(float32(sum(x - zp_in)) * (s_in / (s_out * n))) + zp_out`` (float32 scale);
+* ADD (``qs8/qu8-vadd``): integer, with float-derived multipliers.  ``ra = s_a / s_out`` and
+  ``rb = s_b / s_out`` (float32); ``shift = 20 - exponent(max(ra, rb))``;
+  ``ma = lrintf(ra * 2**shift)``, ``mb`` likewise; ``bias = 2**(shift-1) - ma*zp_a - mb*zp_b``;
+  ``out = clamp((bias + a*ma + b*mb) >> shift, qmin - zp, qmax - zp) + zp_out`` with an
+  arithmetic (flooring) shift, i.e. round half up.
+
+TFLite's own int8 MEAN folds ``1/n`` into the Q31 multiplier of ``s_in/s_out`` by integer
+division (:func:`mean_multiplier`), and its ADD uses 20 bits of headroom and three
+multipliers (:func:`add_params`, :func:`quantized_add_np`).
+
+Note on TFLite's *optimized* builtin kernels on x86: they are TFLite's NEON code compiled
+through NEON_2_SSE; the vector requantization there (``vqrdmulhq_s32`` + ``vrshlq_s32``) rounds
+the second step half *up* rather than half away from zero, so per-channel depthwise conv can
+differ from the reference by one unit on negative ties; the optimized int8 MEAN uses float
+arithmetic.  ``mode="tflite"`` is bit-exact with the reference kernels (``BUILTIN_REF``).
+
+The TIR versions (``*_tir``) compute exactly the same integers using int64 intermediates
+(no overflow is possible: ``|x| < 2**31`` and ``q < 2**31`` so ``|x*q| < 2**62``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Tuple
+
+import numpy as np
+
+INT32_MIN = -(1 << 31)
+INT32_MAX = (1 << 31) - 1
+
+__all__ = [
+    "quantize_multiplier",
+    "quantize_multipliers",
+    "saturating_rounding_doubling_high_mul",
+    "rounding_divide_by_pot",
+    "multiply_by_quantized_multiplier",
+    "requantize_np",
+    "requantize_fp32_np",
+    "add_params",
+    "mean_multiplier",
+    "quantized_add_np",
+    "round_half_away",
+    "srdhm_tir",
+    "rdbpot_tir",
+    "mbqm_tir",
+    "requantize_tir",
+    "requantize_fp32_tir",
+    "xnnpack_scale",
+]
+
+
+# ----------------------------------------------------------------------------- numpy reference
+def round_half_away(x: float) -> int:
+    """C ``std::round``: halves away from zero (Python's ``round`` is half-to-even)."""
+    return int(math.floor(x + 0.5)) if x >= 0 else -int(math.floor(-x + 0.5))
+
+
+def quantize_multiplier(real: float) -> Tuple[int, int]:
+    """TFLite ``QuantizeMultiplier(double)``: ``real ~= q * 2**(shift-31)``; returns ``(q, shift)``."""
+    real = float(real)
+    if real == 0.0:
+        return 0, 0
+    m, e = math.frexp(real)
+    q = round_half_away(m * (1 << 31))
+    if q == (1 << 31):
+        q //= 2
+        e += 1
+    if e < -31:
+        return 0, 0
+    return int(q), int(e)
+
+
+def quantize_multipliers(reals) -> Tuple[np.ndarray, np.ndarray]:
+    """Vector version: int32 arrays ``(q, shift)``."""
+    qs, ss = zip(*(quantize_multiplier(float(r)) for r in np.asarray(reals, np.float64).ravel()))
+    return np.asarray(qs, np.int32), np.asarray(ss, np.int32)
+
+
+def saturating_rounding_doubling_high_mul(a, b) -> np.ndarray:
+    """gemmlowp ``SaturatingRoundingDoublingHighMul`` on int32 arrays (broadcasting)."""
+    a = np.asarray(a, np.int64)
+    b = np.asarray(b, np.int64)
+    ab = a * b
+    nudge = np.where(ab >= 0, np.int64(1 << 30), np.int64(1 - (1 << 30)))
+    s = ab + nudge
+    # C division truncates toward zero
+    q = np.where(s >= 0, s // (1 << 31), -((-s) // (1 << 31)))
+    q = np.where((a == INT32_MIN) & (b == INT32_MIN), INT32_MAX, q)
+    return q.astype(np.int32)
+
+
+def rounding_divide_by_pot(x, exponent) -> np.ndarray:
+    """gemmlowp ``RoundingDivideByPOT``: ``x / 2**exponent`` rounded half away from zero."""
+    x = np.asarray(x, np.int32)
+    e = np.asarray(exponent, np.int32)
+    mask = (np.left_shift(np.int64(1), e.astype(np.int64)) - 1).astype(np.int32)
+    remainder = np.bitwise_and(x, mask)
+    threshold = np.right_shift(mask, 1) + (x < 0).astype(np.int32)
+    return (np.right_shift(x, e) + (remainder > threshold).astype(np.int32)).astype(np.int32)
+
+
+def multiply_by_quantized_multiplier(x, q, shift) -> np.ndarray:
+    """TFLite ``MultiplyByQuantizedMultiplier`` (double rounding), per tensor or broadcast per channel."""
+    x = np.asarray(x, np.int32)
+    shift = np.asarray(shift, np.int32)
+    left = np.maximum(shift, 0)
+    right = np.maximum(-shift, 0)
+    # x * (1 << left) wraps in int32 like the C code does in practice
+    xl = (x.astype(np.int64) << left.astype(np.int64)).astype(np.int32)
+    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(xl, q), right)
+
+
+def requantize_np(acc, q, shift, zp_out, qmin, qmax, out_dtype="uint8") -> np.ndarray:
+    """``clamp(MBQM(acc, q, shift) + zp_out, qmin, qmax)`` cast to ``out_dtype``."""
+    y = multiply_by_quantized_multiplier(acc, q, shift).astype(np.int64) + int(zp_out)
+    return np.clip(y, qmin, qmax).astype(out_dtype)
+
+
+def xnnpack_scale(s_in, s_w, s_out) -> np.ndarray:
+    """XNNPACK's requantization scale, float32 arithmetic: ``s_in * s_w / s_out``."""
+    return (np.float32(s_in) * np.asarray(s_w, np.float32)) / np.float32(s_out)
+
+
+def requantize_fp32_np(acc, scale_f32, zp_out, qmin, qmax, out_dtype="uint8") -> np.ndarray:
+    """XNNPACK fp32 requantization: ``clamp(rint_even(float32(acc) * scale) + zp, qmin, qmax)``."""
+    v = np.asarray(acc, np.int32).astype(np.float32) * np.asarray(scale_f32, np.float32)
+    y = np.rint(v).astype(np.int64) + int(zp_out)  # np.rint: round half to even
+    return np.clip(y, qmin, qmax).astype(out_dtype)
+
+
+def mean_multiplier(s_in: float, s_out: float, n: int) -> Tuple[int, int]:
+    """TFLite MEAN (``reference_ops::QuantizedMeanOrSum`` / ``reference_integer_ops::Mean``):
+    the multiplier of ``s_in / s_out`` with ``1/n`` folded in *in integers*:
+    ``sh = min(floor(log2 n), 32, 31 + shift)``, ``q' = (q << sh) // n``, ``shift' = shift - sh``.
+    The output is ``clamp(MBQM(sum(x - zp_in), q', shift') + zp_out)``.  (Quantizing
+    ``s_in / (s_out * n)`` directly differs by one unit on ~1% of outputs.)
+    """
+    q, shift = quantize_multiplier(np.float64(np.float32(s_in)) / np.float64(np.float32(s_out)))
+    sh = min(int(n).bit_length() - 1, 32, 31 + shift)
+    return int((q << sh) // int(n)), int(shift - sh)
+
+
+# TFLite ADD (int8 / uint8): both inputs are brought to a common scale 2*max(s1, s2) with
+# 20 bits of headroom (left_shift = 20), then summed and rescaled to the output scale.
+ADD_LEFT_SHIFT = 20
+
+
+def add_params(s1: float, s2: float, s_out: float):
+    """TFLite ``PrepareGeneralSubOp``/``Add`` quantization parameters.
+
+    Returns ``((q1, sh1), (q2, sh2), (qo, sho))``; multipliers are < 1 so shifts are <= 0.
+    """
+    s1, s2, s_out = float(np.float32(s1)), float(np.float32(s2)), float(np.float32(s_out))
+    twice_max = 2.0 * max(s1, s2)
+    r1 = s1 / twice_max
+    r2 = s2 / twice_max
+    ro = twice_max / ((1 << ADD_LEFT_SHIFT) * s_out)
+    return quantize_multiplier(r1), quantize_multiplier(r2), quantize_multiplier(ro)
+
+
+def quantized_add_np(a, za, sa, b, zb, sb, zo, so, qmin, qmax, out_dtype="uint8") -> np.ndarray:
+    """TFLite reference quantized ADD (``reference_ops::AddElementwise``) on numpy arrays."""
+    (q1, sh1), (q2, sh2), (qo, sho) = add_params(sa, sb, so)
+    a1 = (np.asarray(a, np.int32) - np.int32(za)) * np.int32(1 << ADD_LEFT_SHIFT)
+    b1 = (np.asarray(b, np.int32) - np.int32(zb)) * np.int32(1 << ADD_LEFT_SHIFT)
+    sa_ = multiply_by_quantized_multiplier(a1, q1, sh1)
+    sb_ = multiply_by_quantized_multiplier(b1, q2, sh2)
+    raw = multiply_by_quantized_multiplier(sa_ + sb_, qo, sho).astype(np.int64) + int(zo)
+    return np.clip(raw, qmin, qmax).astype(out_dtype)
+
+
+# ----------------------------------------------------------------------------- TIR expressions
+def _tir():
+    from tvm import tirx
+
+    return tirx
+
+
+def _i64(v):
+    tirx = _tir()
+    return tirx.const(v, "int64") if isinstance(v, int) else v.astype("int64")
+
+
+def _i32(v):
+    tirx = _tir()
+    return tirx.const(v, "int32") if isinstance(v, int) else v
+
+
+def _let(value, body_fn, name):
+    """Apply ``body_fn`` to ``value`` (see the note on ``Let`` below)."""
+    # Note: TIR ``Let`` here trips the arith analyzer's bound memoization when the same
+    # kernel holds several requantizations, so the value is substituted directly; callers keep
+    # nesting shallow instead (one requantization per ``te.compute`` stage).
+    return body_fn(value)
+
+
+def srdhm_tir(a, b):
+    """``SaturatingRoundingDoublingHighMul`` on int32 PrimExprs (``b`` may be a python int).
+
+    The saturating case ``a == b == INT32_MIN`` cannot occur with a multiplier from
+    :func:`quantize_multiplier` (``b`` is in ``[2**30, 2**31)``), so it is not checked.
+    """
+    tirx = _tir()
+
+    def body(ab):
+        nudge = tirx.Select(ab >= tirx.const(0, "int64"), tirx.const(1 << 30, "int64"),
+                            tirx.const(1 - (1 << 30), "int64"))
+        return tirx.truncdiv(ab + nudge, tirx.const(1 << 31, "int64")).astype("int32")
+
+    return _let(_i64(a) * _i64(b), body, "ab")
+
+
+def rdbpot_tir(x, exponent):
+    """``RoundingDivideByPOT`` on an int32 PrimExpr; ``exponent`` a python int or int32 PrimExpr."""
+    tirx = _tir()
+    if isinstance(exponent, int):
+        if exponent == 0:
+            return x
+        mask = tirx.const((1 << exponent) - 1, "int32")
+        threshold_base = tirx.const(((1 << exponent) - 1) >> 1, "int32")
+        e = tirx.const(exponent, "int32")
+    else:
+        e = exponent
+        mask = tirx.shift_left(tirx.const(1, "int32"), e) - tirx.const(1, "int32")
+        threshold_base = tirx.shift_right(mask, tirx.const(1, "int32"))
+    def body(x):
+        remainder = tirx.bitwise_and(x, mask)
+        threshold = threshold_base + tirx.Select(x < tirx.const(0, "int32"), tirx.const(1, "int32"),
+                                                 tirx.const(0, "int32"))
+        return tirx.shift_right(x, e) + tirx.Select(remainder > threshold, tirx.const(1, "int32"),
+                                                    tirx.const(0, "int32"))
+
+    return _let(x, body, "x")
+
+
+def mbqm_tir(x, q, shift):
+    """``MultiplyByQuantizedMultiplier`` on an int32 PrimExpr.
+
+    ``q``/``shift`` are python ints (per tensor: the shifts are resolved at compile time)
+    or int32 PrimExprs (per channel: loaded from constant vectors).
+    """
+    tirx = _tir()
+    if isinstance(shift, int):
+        left, right = max(shift, 0), max(-shift, 0)
+        if left:
+            x = x * tirx.const(1 << left, "int32")
+        return rdbpot_tir(srdhm_tir(x, q), right)
+    zero = tirx.const(0, "int32")
+    left = tirx.max(shift, zero)
+    right = tirx.max(zero - shift, zero)
+    x = tirx.shift_left(x, left)
+    return rdbpot_tir(srdhm_tir(x, q), right)
+
+
+def requantize_tir(acc, q, shift, zp_out: int, qmin: int, qmax: int, out_dtype: str):
+    """``clamp(MBQM(acc, q, shift) + zp_out, qmin, qmax).astype(out_dtype)`` as a PrimExpr."""
+    tirx = _tir()
+    y = mbqm_tir(acc, q, shift) + tirx.const(int(zp_out), "int32")
+    y = tirx.max(tirx.min(y, tirx.const(int(qmax), "int32")), tirx.const(int(qmin), "int32"))
+    return y.astype(out_dtype)
+
+
+def requantize_fp32_tir(acc, scale, zp_out: int, qmin: int, qmax: int, out_dtype: str):
+    """XNNPACK fp32 requantization as a PrimExpr (``nearbyint`` = round half to even)."""
+    tirx = _tir()
+    if isinstance(scale, float):
+        scale = tirx.const(float(np.float32(scale)), "float32")
+    v = acc.astype("float32") * scale
+    # clamp in float first so the float->int conversion cannot overflow
+    lo = tirx.const(float(qmin - int(zp_out)), "float32")
+    hi = tirx.const(float(qmax - int(zp_out)), "float32")
+    v = tirx.max(tirx.min(v, hi), lo)
+    y = tirx.nearbyint(v).astype("int32") + tirx.const(int(zp_out), "int32")
+    return y.astype(out_dtype)

@@ -1,0 +1,133 @@
+"""Unit tests of the requantization numerics (numpy reference and TIR versions)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tvmq.int8 import requant as rq
+
+
+def test_quantize_multiplier_known_values():
+    # frexp(0.5) = (0.5, 0): 0.5 * 2**31 = 2**30, shift 0  (not shift 1: that is 1.0)
+    assert rq.quantize_multiplier(0.5) == (1 << 30, 0)
+    assert rq.quantize_multiplier(1.0) == (1 << 30, 1)
+    assert rq.quantize_multiplier(0.25) == (1 << 30, -1)
+    assert rq.quantize_multiplier(0.75) == (3 << 29, 0)
+    assert rq.quantize_multiplier(2.0) == (1 << 30, 2)
+    assert rq.quantize_multiplier(0.0) == (0, 0)
+    # mantissa rounding up to 2**31 is renormalised
+    assert rq.quantize_multiplier(1.0 - 2.0**-40) == (1 << 30, 1)
+    # below 2**-32 TFLite flushes the multiplier to zero
+    assert rq.quantize_multiplier(2.0**-40) == (0, 0)
+    # a typical conv multiplier: input 0.0078125 * weight 0.00888 / output 0.0235
+    q, s = rq.quantize_multiplier(0.0078125 * 0.008882409892976284 / 0.023528477177023888)
+    assert (1 << 30) <= q < (1 << 31) and s == -8
+    assert abs(q * 2.0 ** (s - 31) - 0.0078125 * 0.008882409892976284 / 0.023528477177023888) < 2.0**-38
+
+
+def test_srdhm_and_rounding_divide():
+    f = rq.saturating_rounding_doubling_high_mul
+    assert f(rq.INT32_MIN, rq.INT32_MIN) == rq.INT32_MAX  # the one saturating case
+    assert f(1 << 30, 1 << 30) == 1 << 29
+    assert f(3, 1 << 30) == 2  # +1.5 -> 2
+    assert f(-3, 1 << 30) == -1  # -1.5 -> -1: gemmlowp's nudge + truncation rounds ties up
+    g = rq.rounding_divide_by_pot
+    assert g(3, 1) == 2 and g(-3, 1) == -2  # ties away from zero
+    assert g(5, 2) == 1 and g(-5, 2) == -1
+    assert g(6, 2) == 2 and g(-6, 2) == -2
+    assert g(7, 0) == 7
+
+
+def test_multiply_by_quantized_multiplier_double_rounding():
+    m = rq.multiply_by_quantized_multiplier
+    assert m(100, 1 << 30, 0) == 50
+    # 5 * 0.25 = 1.25, but TFLite rounds twice: SRDHM(5, 0.5) = 2.5 -> 3, then 3 / 2 = 1.5 -> 2
+    assert m(5, 1 << 30, -1) == 2
+    assert m(-5, 1 << 30, -1) == -1  # SRDHM: -2.5 -> -2, then -1
+    # left shift for multipliers > 1
+    assert m(7, 1 << 30, 2) == 14
+    # per channel broadcast
+    np.testing.assert_array_equal(m(np.array([100, 100]), np.array([1 << 30, 3 << 29]), np.array([0, 0])), [50, 75])
+
+
+def test_fp32_mode_differs_on_ties():
+    # XNNPACK: float32(5) * 0.5 = 2.5 -> round half to even = 2; TFLite fixed point: 3
+    assert rq.requantize_fp32_np(5, 0.5, 0, -128, 127, "int8") == 2
+    assert rq.requantize_np(5, 1 << 30, 0, 0, -128, 127, "int8") == 3
+
+
+def test_add_reference():
+    # equal scales, zero points 0: ADD is exact addition
+    a = np.array([10, -20, 100], np.int8)
+    b = np.array([5, 7, 100], np.int8)
+    out = rq.quantized_add_np(a, 0, 0.1, b, 0, 0.1, 0, 0.1, -128, 127, "int8")
+    np.testing.assert_array_equal(out, [15, -13, 127])
+
+
+def _build(fn, n):
+    import tvm
+    from tvm import te
+
+    x = te.placeholder((n,), "int32", name="x")
+    y = te.compute((n,), lambda i: fn(x[i], i), name="y")
+    f = te.create_prim_func([x, y])
+    return tvm.compile(tvm.IRModule({"main": f}), target="llvm")
+
+
+@pytest.mark.parametrize("real", [0.5, 0.00123, 0.9999, 1.7, 3.3e-6])
+def test_tir_matches_numpy_per_tensor(real):
+    import tvm
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.integers(-(1 << 24), 1 << 24, 4000), rng.integers(-300, 300, 4000),
+                        [0, 1, -1, (1 << 31) - 1, -(1 << 31) + 1]]).astype(np.int32)
+    if real > 1:
+        x = (x // 4).astype(np.int32)  # the left shift must not overflow
+    q, s = rq.quantize_multiplier(real)
+    lib = _build(lambda v, i: rq.mbqm_tir(v, q, s), x.size)
+    y = tvm.runtime.tensor(np.zeros_like(x))
+    lib["main"](tvm.runtime.tensor(x), y)
+    np.testing.assert_array_equal(y.numpy(), rq.multiply_by_quantized_multiplier(x, q, s))
+
+
+def test_tir_matches_numpy_per_channel():
+    import tvm
+    from tvm import te
+
+    rng = np.random.default_rng(1)
+    n = 64
+    reals = np.exp(rng.uniform(np.log(1e-5), np.log(0.9), n))
+    q, s = rq.quantize_multipliers(reals)
+    x = rng.integers(-(1 << 22), 1 << 22, n).astype(np.int32)
+    xp = te.placeholder((n,), "int32", name="x")
+    qp = te.placeholder((n,), "int32", name="q")
+    sp = te.placeholder((n,), "int32", name="s")
+    yp = te.compute((n,), lambda i: rq.requantize_tir(xp[i], qp[i], sp[i], -3, -128, 127, "int8"), name="y")
+    lib = tvm.compile(tvm.IRModule({"main": te.create_prim_func([xp, qp, sp, yp])}), target="llvm")
+    y = tvm.runtime.tensor(np.zeros(n, np.int8))
+    lib["main"](tvm.runtime.tensor(x), tvm.runtime.tensor(q), tvm.runtime.tensor(s), y)
+    np.testing.assert_array_equal(y.numpy(), rq.requantize_np(x, q, s, -3, -128, 127, "int8"))
+
+
+def test_tir_fp32_matches_numpy():
+    import tvm
+
+    rng = np.random.default_rng(2)
+    x = rng.integers(-(1 << 20), 1 << 20, 5000).astype(np.int32)
+    x[:4] = [5, -5, 7, -7]
+    scale = 0.5
+    lib = _build(lambda v, i: rq.requantize_fp32_tir(v, scale, 3, -128, 127, "int8").astype("int32"), x.size)
+    y = tvm.runtime.tensor(np.zeros_like(x))
+    lib["main"](tvm.runtime.tensor(x), y)
+    np.testing.assert_array_equal(y.numpy(), rq.requantize_fp32_np(x, scale, 3, -128, 127, "int8").astype(np.int32))
+
+
+def test_mean_multiplier():
+    # 1/n folded into the Q31 multiplier by integer division, as TFLite's QuantizedMeanOrSum
+    q, s = rq.mean_multiplier(1.0, 1.0, 49)  # s_in/s_out = 1 -> (1<<30, 1); floor(log2 49) = 5
+    assert (q, s) == (((1 << 30) << 5) // 49, 1 - 5)
+    acc = np.array([49 * 10, 49 * 10 + 24, 49 * 10 + 25, -49 * 10 - 25], np.int32)
+    # 514/49 = 10.49 still gives 11: SRDHM(514, q) = 167.84 -> 168, then 168/16 = 10.5 -> 11
+    # (double rounding, identical to TFLite)
+    np.testing.assert_array_equal(rq.multiply_by_quantized_multiplier(acc, q, s), [10, 11, 11, -11])
