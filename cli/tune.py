@@ -43,6 +43,9 @@ examples:
 """
 
 
+DEFAULT_TRIALS = 200
+
+
 def build_parser() -> argparse.ArgumentParser:
     from tvmq.model.builtin import DEFAULT
 
@@ -64,8 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "repeatable). Without --image a deterministic synthetic input is used")
     what.add_argument("--labels", metavar="PATH", help="class names, one per line (line N is class N)")
     tune = p.add_argument_group("tuning")
-    tune.add_argument("--trials", type=int, default=200, metavar="N",
-                      help="measurement trials over all tasks (default: 200). They go to the tasks the "
+    tune.add_argument("--trials", type=int, default=None, metavar="N",
+                      help="measurement trials over all tasks (default: 200; 0 with --build-only). They go to the tasks the "
                            "database does not cover yet for this target, heaviest first; 0 tunes nothing "
                            "and builds from the database alone")
     tune.add_argument("--retune", action="store_true",
@@ -124,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
             target=args.target,
             images=[p for group in args.image for p in group],
             labels=args.labels,
-            trials=args.trials,
+            trials=args.trials if args.trials is not None else (0 if args.build_only else DEFAULT_TRIALS),
             retune=args.retune,
             trials_per_task=args.trials_per_task,
             seed=args.seed,

@@ -1,0 +1,50 @@
+"""--build-only: cross-build and export for a CPU this host may not run, without measuring."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from tests.cli_helpers import load_json, run_tune
+
+EM_X86_64, EM_AARCH64 = 62, 183
+
+
+def _elf_machine(path) -> int:
+    head = path.read_bytes()[:20]
+    assert head[:4] == b"\x7fELF"
+    return int.from_bytes(head[18:20], "little")
+
+
+def test_cascadelake_build_only(capsys, tmp_path, model_factory):
+    out = tmp_path / "o"
+    rc, err = run_tune(capsys, ["--model", str(model_factory.path("uint8")), "--target", "cascadelake",
+                                "--build-only", "--out", str(out), "--json", str(tmp_path / "r.json"),
+                                "--db", str(tmp_path / "t.db")])
+    assert rc == 0, err
+    r = load_json(tmp_path / "r.json")
+    assert r["verdict"] == "built" and r["images"] == [] and r["latency_ms"] == {}
+    assert r["target"]["tvm_target"]["mcpu"] == "cascadelake" and r["target"]["threads"] >= 1
+    lib = out / "model.so"
+    assert _elf_machine(lib) == EM_X86_64
+    if shutil.which("objdump"):
+        asm = subprocess.run(["objdump", "-d", str(lib)], capture_output=True, text=True).stdout
+        assert "zmm" in asm, "the cascadelake build uses AVX-512 registers"
+
+
+def test_arm_build_only_is_an_aarch64_library(capsys, tmp_path, model_factory):
+    if not shutil.which("aarch64-linux-gnu-gcc"):
+        pytest.skip("aarch64 cross compiler absent (apt-get install gcc-aarch64-linux-gnu)")
+    out = tmp_path / "o"
+    rc, err = run_tune(capsys, ["--model", str(model_factory.path("uint8")), "--target", "cortex-a76",
+                                "--build-only", "--out", str(out), "--db", str(tmp_path / "t.db")])
+    assert rc == 0, err
+    assert _elf_machine(out / "model.so") == EM_AARCH64
+
+
+def test_build_only_refuses_trials(capsys, tmp_path, model_factory):
+    rc, err = run_tune(capsys, ["--model", str(model_factory.path("uint8")), "--target", "cascadelake",
+                                "--build-only", "--trials", "10", "--db", str(tmp_path / "t.db")])
+    assert rc == 2 and "tvmq-tune: usage:" in err and "Traceback" not in err
