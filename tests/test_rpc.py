@@ -102,6 +102,18 @@ class _RecordingRunner(ms.runner.PyRunner):
         return futures
 
 
+def _drop_unnamed_metaschedule_handlers() -> None:
+    """``ms.tune_tir`` rebuilds MetaSchedule's logging from the names of the handlers already on
+    its logger and crashes on an unnamed one ('NoneType' has no 'format'), which earlier tests in
+    the same pytest process can leave there. tvmq's own tuner never goes through that path."""
+    import logging
+
+    ms_logger = logging.getLogger("tvm.s_tir.meta_schedule")
+    for handler in list(ms_logger.handlers):
+        if handler.get_name() is None:
+            ms_logger.removeHandler(handler)
+
+
 @pytest.mark.slow
 def test_tuning_through_two_servers_survives_losing_one(tmp_path):
     from tvmq.tuner.builder import PersistentBuilder
@@ -139,6 +151,7 @@ def test_tuning_through_two_servers_survives_losing_one(tmp_path):
 
         runner = _RecordingRunner(rpc_runner, hook)
         database = ms.database.MemoryDatabase()
+        _drop_unnamed_metaschedule_handlers()
         ms.tune_tir(
             mod,
             target=tvm.target.Target({"kind": "llvm", "num-cores": 1}),

@@ -31,8 +31,7 @@ def _tune_argv(model: Path, db: Path, out: Path, report: Path, trials: int, *ext
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory, model_factory):
     """One real tuning session (24 trials) into a fresh database, shared by the tests below."""
-    import _pytest.capture  # noqa: F401  (capsys is function-scoped; run the CLI directly)
-    from tvmq.cli.tune import main
+    from tvmq.cli.tune import main  # capsys is function-scoped: call the CLI directly
 
     folder = tmp_path_factory.mktemp("tuned")
     db, report = folder / "t.db", folder / "first.json"
