@@ -18,7 +18,8 @@ from tvm.ir.utils import derived_object
 from tvm.s_tir.meta_schedule.task_scheduler import PyTaskScheduler
 
 
-def _median_ms(runner_result) -> float | None:
+def median_ms(runner_result) -> float | None:
+    """Median run time of a measured candidate in ms; None for a failed one."""
     if runner_result.error_msg is not None or not runner_result.run_secs:
         return None
     secs = sorted(float(s) for s in runner_result.run_secs)
@@ -46,7 +47,7 @@ class EagerGradientScheduler(PyTaskScheduler):
                 self._note(task_id, results)
 
     def _note(self, task_id: int, results) -> None:
-        latencies = [m for m in (_median_ms(r) for r in results) if m is not None]
+        latencies = [m for m in (median_ms(r) for r in results) if m is not None]
         hist = self.history.setdefault(task_id, [])
         best = min([*latencies, *(hist[-1:] or [math.inf])])
         hist.append(best)

@@ -25,7 +25,7 @@ from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
 
 from tvmq.errors import Interrupted
 
-from .scheduler import EagerGradientScheduler, _median_ms
+from .scheduler import EagerGradientScheduler, median_ms
 from .tasks import DEFAULT_MODULE_EQUALITY, TaskInfo, describe, extract
 
 
@@ -139,7 +139,7 @@ def measure_untuned(tasks, target, builder, runner) -> list[float | None]:
             index.append(i)
     out: list[float | None] = [None] * len(tasks)
     for i, fut in zip(index, runner.run(run_inputs)):
-        out[i] = _median_ms(fut.result())
+        out[i] = median_ms(fut.result())
     for b in built:
         if b.artifact_path:
             Path(b.artifact_path).unlink(missing_ok=True)
@@ -173,7 +173,7 @@ class ProgressCallback(PyMeasureCallback):
         info = self.result.tasks[self.tuned[task_id]]
         info.trials = self.task_trials[task_id]
         for r in runner_results:
-            ms_ = _median_ms(r)
+            ms_ = median_ms(r)
             if ms_ is None:
                 continue
             old = self.best.get(task_id)
@@ -254,66 +254,64 @@ def tune(lowered_mod, target, database, session_id: int | None, config: TuneConf
     builder = config.builder or PersistentBuilder(max_workers=config.builder_workers,
                                                   timeout_sec=config.build_timeout_s)
     runner = config.runner or make_local_runner(timeout_sec=config.runner_timeout_s)
-    stop_ctx = _ctrl_c_as_flag()
-    stop = stop_ctx.__enter__()
-    try:
-        if config.measure_untuned:
-            with console.status(f"measuring the {len(tasks)} tasks untuned (first start of the build workers) …"):
-                for info, v in zip(infos, measure_untuned(tasks, target, builder, runner)):
-                    info.untuned_ms = v
-            result.curve.append({"trials": 0, "estimated_ms": result.estimated_ms("tuned")})
-        # A budget too small for one round of every task goes to the tasks that take the most
-        # time untuned (weight x latency; FLOPs where a task could not be measured).
-        per_iter = max(1, min(config.num_trials_per_iter, config.trials))
-        if len(selected) * per_iter > config.trials:
-            def cost(i: int) -> float:
-                t = infos[i]
-                return t.weight * (t.untuned_ms if t.untuned_ms is not None else t.flops * 1e-9)
-            selected = sorted(sorted(selected, key=cost, reverse=True)[: max(1, config.trials // per_iter)])
-        patience = config.patience or max(32, 3 * per_iter)
-        ctxs, weights = tune_contexts([tasks[i] for i in selected], config.work_dir, config.seed, config.threads,
-                                      config.population)
-        result.tuned_task_indices = list(selected)
-        columns = [TextColumn("tuning"), BarColumn(), MofNCompleteColumn(), TextColumn("trials"),
-                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[status]}")]
-        with Progress(*columns, console=console, transient=False) as progress:
-            bar = progress.add_task("tuning", total=config.trials, status="")
-            callback = ProgressCallback(
-                result, selected, progress, bar, config.trials, patience, config.min_gain,
-                db_session_update=(lambda n: database.update_session(session_id, trials_done=n)) if session_id else None,
-                stop=stop,
-            )
-            cost_model = ms.cost_model.XGBModel(
-                config=ms.cost_model.xgb_model.XGBConfig(seed=config.seed, nthread=config.threads),
-                num_tuning_cores=config.threads, adaptive_training=True,
-            )
-            with scoped.reraise_errors():
-                ms.tune_tasks(
-                    tasks=ctxs,
-                    task_weights=weights,
-                    work_dir=str(config.work_dir),
-                    max_trials_global=config.trials,
-                    max_trials_per_task=config.trials_per_task or config.trials,
-                    num_trials_per_iter=per_iter,
-                    builder=builder,
-                    runner=runner,
-                    database=scoped,
-                    cost_model=cost_model,
-                    measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), callback],
-                    task_scheduler=EagerGradientScheduler(seed=config.seed),
-                    module_equality=me,
+    with _ctrl_c_as_flag() as stop:
+        try:
+            if config.measure_untuned:
+                with console.status(f"measuring the {len(tasks)} tasks untuned (first start of the build workers) …"):
+                    for info, v in zip(infos, measure_untuned(tasks, target, builder, runner)):
+                        info.untuned_ms = v
+                result.curve.append({"trials": 0, "estimated_ms": result.estimated_ms("tuned")})
+            # A budget too small for one round of every task goes to the tasks that take the most
+            # time untuned (weight x latency; FLOPs where a task could not be measured).
+            per_iter = max(1, min(config.num_trials_per_iter, config.trials))
+            if len(selected) * per_iter > config.trials:
+                def cost(i: int) -> float:
+                    t = infos[i]
+                    return t.weight * (t.untuned_ms if t.untuned_ms is not None else t.flops * 1e-9)
+                selected = sorted(sorted(selected, key=cost, reverse=True)[: max(1, config.trials // per_iter)])
+            patience = config.patience or max(32, 3 * per_iter)
+            ctxs, weights = tune_contexts([tasks[i] for i in selected], config.work_dir, config.seed, config.threads,
+                                          config.population)
+            result.tuned_task_indices = list(selected)
+            columns = [TextColumn("tuning"), BarColumn(), MofNCompleteColumn(), TextColumn("trials"),
+                       TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[status]}")]
+            with Progress(*columns, console=console, transient=False) as progress:
+                bar = progress.add_task("tuning", total=config.trials, status="")
+                callback = ProgressCallback(
+                    result, selected, progress, bar, config.trials, patience, config.min_gain,
+                    db_session_update=(lambda n: database.update_session(session_id, trials_done=n)) if session_id else None,
+                    stop=stop,
                 )
-    except (KeyboardInterrupt, Exception) as err:
-        if isinstance(err, KeyboardInterrupt) or stop.is_set():
-            raise Interrupted(
-                f"tuning stopped by Ctrl-C after {result.trials} trials; every measured batch is in the "
-                f"database, and the next run resumes from it"
-            ) from None
-        raise
-    finally:
-        stop_ctx.__exit__(None, None, None)
-        if owns_builder:
-            builder.shutdown()
+                cost_model = ms.cost_model.XGBModel(
+                    config=ms.cost_model.xgb_model.XGBConfig(seed=config.seed, nthread=config.threads),
+                    num_tuning_cores=config.threads, adaptive_training=True,
+                )
+                with scoped.reraise_errors():
+                    ms.tune_tasks(
+                        tasks=ctxs,
+                        task_weights=weights,
+                        work_dir=str(config.work_dir),
+                        max_trials_global=config.trials,
+                        max_trials_per_task=config.trials_per_task or config.trials,
+                        num_trials_per_iter=per_iter,
+                        builder=builder,
+                        runner=runner,
+                        database=scoped,
+                        cost_model=cost_model,
+                        measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), callback],
+                        task_scheduler=EagerGradientScheduler(seed=config.seed),
+                        module_equality=me,
+                    )
+        except (KeyboardInterrupt, Exception) as err:
+            if isinstance(err, KeyboardInterrupt) or stop.is_set():
+                raise Interrupted(
+                    f"tuning stopped by Ctrl-C after {result.trials} trials; every measured batch is in the "
+                    f"database, and the next run resumes from it"
+                ) from None
+            raise
+        finally:
+            if owns_builder:
+                builder.shutdown()
     # What the database now holds is the truth (other processes may have tuned too).
     after = describe(tasks, database, target, me, session_id)
     for info, now in zip(infos, after):
