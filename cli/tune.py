@@ -38,7 +38,8 @@ examples:
   tvmq-tune --target native --model mobilenet_v2_1.0_224_quant.tflite \\
             --image cat.bmp --labels imagenet_labels.txt
   tvmq-tune --target cascadelake --model m.tflite --build-only
-      cross-build for a CPU this host cannot run (tuned where the database has records).
+      cross-build for a CPU this host cannot run (tuned where the database has records,
+      MetaSchedule's first design-space point elsewhere: with --int8 that already uses vpdpbusd).
   tvmq-tune --list-targets
 """
 
@@ -81,7 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     build = p.add_argument_group("code generation")
     build.add_argument("--int8", action="store_true",
                        help="run integer arithmetic: lower the QDQ graph to int8 x int8 -> int32 kernels with "
-                            "TFLite's fixed-point requantization (default: the QDQ float graph TVM imports)")
+                            "TFLite's fixed-point requantization, convolutions and dense layers packed for the "
+                            "target's dot-product instruction (vpmaddubsw/vpmaddwd, vpdpbusd, sdot/udot: the "
+                            "profile's int8 scheme), which tuning tensorizes (default: the QDQ float graph TVM "
+                            "imports)")
     build.add_argument("--layout", default="profile", metavar="LAYOUT",
                        help="convolution data layout: profile (the target profile's choice, default), NHWC, "
                             "NCHW, or NCHW<b>c such as NCHW16c")

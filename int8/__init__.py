@@ -10,6 +10,6 @@ tensor intrinsic; :mod:`.util` has debugging helpers.
 """
 
 from . import requant
-from .lower import LowerQDQToInt8, lower_qdq_to_int8, lowering_stats, qdq_op_counts
+from .lower import LowerQDQToInt8, intrinsic_counts, lower_qdq_to_int8, lowering_stats, qdq_op_counts
 
-__all__ = ["LowerQDQToInt8", "lower_qdq_to_int8", "lowering_stats", "qdq_op_counts", "requant"]
+__all__ = ["LowerQDQToInt8", "intrinsic_counts", "lower_qdq_to_int8", "lowering_stats", "qdq_op_counts", "requant"]

@@ -19,6 +19,11 @@ kernel (``call_tir`` built with TE) computing on the integers:
 
   followed by ``requantize`` (fixed-point multiplier + shift, per tensor or per channel, see
   :mod:`.requant`) and the activation clamp, fused in the same kernel.
+
+  With a target's dot-product ``scheme`` (:mod:`.dot`), convolutions with ``groups == 1`` and
+  fully connected layers are instead dot products on weights packed at compile time for one
+  of the scheme's intrinsics, chosen per layer; the accumulator block carries the intrinsic's
+  name (``tvmq_dot`` annotation) for the tuner to tensorize with (:mod:`tvmq.tuner.rules`).
 * fully connected (``matmul`` of dequantized input and a dequantized ``permute_dims`` constant):
   the same with a 2-D dot product.
 * add of two quantized tensors: TFLite's ADD requantization (both inputs rescaled to
@@ -53,9 +58,10 @@ import tvm
 from tvm import relax, te, tirx, topi
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
+from . import dot
 from . import requant as rq
 
-__all__ = ["LowerQDQToInt8", "lower_qdq_to_int8", "lowering_stats", "qdq_op_counts"]
+__all__ = ["LowerQDQToInt8", "intrinsic_counts", "lower_qdq_to_int8", "lowering_stats", "qdq_op_counts"]
 
 _DT_RANGE = {"uint8": (0, 255), "int8": (-128, 127), "int16": (-32768, 32767)}
 
@@ -95,9 +101,11 @@ def _require(cond, why=""):
 
 @mutator
 class _Int8Mutator(PyExprMutator):
-    def __init__(self, mod: tvm.IRModule, mode: str):
+    def __init__(self, mod: tvm.IRModule, mode: str, scheme: Optional[str] = None):
         super().__init__(mod)
         self.mode = mode
+        self.scheme = scheme
+        self.dot_stats: Counter = Counter()
         self.var2val: Dict = {}
         self.uses: Counter = Counter()
         self.stats: Dict[str, Counter] = defaultdict(Counter)
@@ -325,25 +333,23 @@ class _Int8Mutator(PyExprMutator):
         symmetric = bool(np.all(w_zp == 0))
         per_tensor_wzp = bool(np.all(w_zp == w_zp[0]))
         _require(symmetric or per_tensor_wzp, "per-channel asymmetric weights")
-        if symmetric:
-            bias_eff = bias - zp_x * wsum
-            wzp = 0
-        else:
-            bias_eff = bias
-            wzp = int(w_zp[0])
-        _require(np.all(np.abs(bias_eff) < 2**31), "bias overflow")
+        wzp = 0 if symmetric else int(w_zp[0])
         epi = self._epilogue(s_x, w_scale, out)
         x_in = self._remap(x)
+        choice = None
+        if self.scheme and (name != "relax.nn.conv2d" or groups == 1):
+            choice = dot.choose(self.scheme, x_dt, wq, wzp)
+        if choice is not None:
+            return self._lower_linear_dot(f, name, kind, x_in, x_dt, zp_x, wq, wzp, bias, oc, epi, choice)
+        if symmetric:
+            bias_eff = bias - zp_x * wsum
+        else:
+            bias_eff = bias
+        _require(np.all(np.abs(bias_eff) < 2**31), "bias overflow")
         w_c = relax.const(wq)
         b_c = relax.const(bias_eff.astype(np.int32))
         if name == "relax.nn.conv2d":
-            at = f.attrs
-            pad = [int(p) for p in at.padding]
-            params = dict(
-                strides=[int(s) for s in at.strides], padding=pad,
-                dilation=[int(d) for d in at.dilation], groups=groups,
-                zp_x=zp_x, zp_w=wzp, symmetric=symmetric,
-            )
+            params = dict(self._conv_attrs(f), zp_x=zp_x, zp_w=wzp, symmetric=symmetric)
             call = self.builder_.call_te(_conv2d_int_te, x_in, w_c, b_c, *epi["tensors"],
                                          params=params, epi=epi["static"],
                                          primfunc_name_hint=f"int8_{kind}")
@@ -352,6 +358,48 @@ class _Int8Mutator(PyExprMutator):
             call = self.builder_.call_te(_dense_int_te, x_in, w_c, b_c, *epi["tensors"],
                                          params=params, epi=epi["static"],
                                          primfunc_name_hint="int8_dense")
+        return call, kind
+
+    @staticmethod
+    def _conv_attrs(f) -> dict:
+        at = f.attrs
+        return dict(strides=[int(s) for s in at.strides], padding=[int(p) for p in at.padding],
+                    dilation=[int(d) for d in at.dilation], groups=int(at.groups))
+
+    def _lower_linear_dot(self, f, name, kind, x_in, x_dt, zp_x, wq, wzp, bias, oc, epi, choice):
+        """Conv / dense as a dot product on packed weights, tensorizable with ``choice.intrin``
+        (see :mod:`.dot` for the algebra)."""
+        packed, bsum = dot.pack(choice, wq)
+        if choice.zero_points:
+            bias_eff = bias
+        else:
+            k_total = int(np.prod(wq.shape[:-2])) * (wq.shape[-2] + (-wq.shape[-2] % 4))
+            bias_eff = bias - zp_x * (bsum[:oc] + choice.cw * k_total)
+        _require(np.all(np.abs(bias_eff) < 2**31), "bias overflow")
+        self.dot_stats[choice.intrin] += 1
+        for skipped in choice.skipped:
+            self.dot_stats[f"{skipped} (could saturate)"] += 1
+        is_conv = name == "relax.nn.conv2d"
+        params = dict(zp_x=zp_x, cw=choice.cw, lanes=choice.lanes, layout=choice.layout, intrin=choice.intrin,
+                      oc=oc, window=[int(d) for d in wq.shape[:-2]], out_lead=_shape(f)[:-1])
+        if is_conv:
+            params.update(self._conv_attrs(f))
+        extra = []
+        if choice.cw:
+            te_fn = _conv_window_sum_te if is_conv else _dense_window_sum_te
+            extra.append(self.builder_.emit(self.builder_.call_te(te_fn, x_in, params=params,
+                                                                  primfunc_name_hint="int8_window_sum")))
+        elif choice.zero_points:
+            extra += [relax.const(np.array([zp_x], np.int32)), relax.const(np.array([wzp], np.int32))]
+        params["n_extra"] = len(extra)
+        x_shape = _shape(f.args[0])
+        if choice.layout != "row" and x_shape[-1] % 4 == 0 and not (is_conv and any(params["padding"])):
+            # the (..., C/4, 2, 2) view the intrinsic reads, as a free reshape
+            x_in = self.builder_.emit(relax.op.reshape(x_in, [*x_shape[:-1], x_shape[-1] // 4, 2, 2]))
+        args = (x_in, relax.const(packed), relax.const(bias_eff.astype(np.int32)), *extra, *epi["tensors"])
+        te_fn = _conv2d_dot_te if is_conv else _dense_dot_te
+        call = self.builder_.call_te(te_fn, *args, params=params, epi=epi["static"],
+                                     primfunc_name_hint=f"int8_{kind}")
         return call, kind
 
     def _epilogue(self, s_x, w_scale, out):
@@ -547,6 +595,131 @@ def _dense_int_te(x, w, bias, *tens, params, epi):
     return te.compute((m, oc), lambda i, o: _epilogue_expr(acc[i, o] + bias[o], o, epi, tens), name="requant")
 
 
+def _pad_zp(x, before, after, zp_x):
+    """``x`` padded with its zero point (terms against padding are then exactly zero)."""
+    if any(before) or any(after):
+        return topi.nn.pad(x, before, after, pad_value=zp_x, name="pad_zp")
+    return x
+
+
+def _pair_view(x, before, after, zp_x):
+    """The activation ``(..., C)`` padded with its zero point and seen as ``(..., C/4, 2, 2)``
+    (what a "pair" intrinsic reads); ``after[-1]`` pads the channels to a multiple of 4."""
+    c = int(x.shape[-1])
+    lead = [int(d) + b + a for d, b, a in zip(x.shape[:-1], before, after)]
+    icp = c + after[-1]
+
+    def f(*idx):
+        *pos, c4, p, q = idx
+        ch = c4 * 4 + p * 2 + q
+        src = [i - b for i, b in zip(pos, before)]
+        cond = [ch < c] if icp != c else []
+        cond += [tirx.all(s >= 0, s < int(d)) for s, d, b, a in zip(src, x.shape, before, after) if b or a]
+        value = x[(*src, ch)]
+        return tirx.if_then_else(tirx.all(*cond), value, tirx.const(zp_x, x.dtype)) if cond else value
+
+    return te.compute((*lead, icp // 4, 2, 2), f, name="pad_zp")
+
+
+def _dot_input(x, n_lead, before, after, params):
+    """The activation as the intrinsic reads it: padded with its zero point (spatially, and to a
+    multiple of 4 channels), seen as ``(..., C/4, 2, 2)`` for a "pair" intrinsic. ``x`` may
+    already be that view (a free Relax reshape, when nothing needs padding)."""
+    if len(x.shape) == n_lead + 3:
+        return x
+    after = [*after[:-1], after[-1] + (-int(x.shape[-1]) % 4)]
+    return (_pad_zp if params["layout"] == "row" else _pair_view)(x, before, after, params["zp_x"])
+
+
+def _window_sum_te(x, params, before, after, out_lead, window):
+    """``sum`` of the zero-point padded activation over each output position's window (int32):
+    the run-time term of :mod:`.dot`'s algebra when ``cw != 0``, as a kernel of its own (the
+    requantization inside the tensorized tile may only read the accumulator and inputs)."""
+    xp = _pad_zp(x, before, after, params["zp_x"])
+    win = [te.reduce_axis((0, n), f"s{i}") for i, n in enumerate(params["window"])]
+    rc = te.reduce_axis((0, int(xp.shape[-1])), "sc")
+    return te.compute(out_lead, lambda *idx: te.sum(_i32(xp[(*window(*win, idx=idx), rc)]), axis=[*win, rc]),
+                      name="xsum")
+
+
+def _dot_kernel(x, wp, bias, extra, tens, params, epi, out_lead, window, before, after):
+    """The dot product on packed weights: ``acc`` (annotated with its intrinsic), then the
+    requantization of ``acc + bias' (+ cw * window sum)``. ``extra`` holds the window sum
+    (``cw != 0``) or the two zero points (a ``pairzp`` intrinsic), else nothing.
+
+    ``window(*window_axes, idx=out_lead_index)`` gives the activation's leading indices."""
+    lanes, oc, cw = params["lanes"], params["oc"], params["cw"]
+    ocp = oc + (-oc % lanes)
+    xp = _dot_input(x, len(out_lead), before, after, params)
+    win = [te.reduce_axis((0, n), f"r{i}") for i, n in enumerate(params["window"])]
+    chan = [te.reduce_axis((0, int(d)), f"c{i}") for i, d in enumerate(xp.shape[len(out_lead):])]
+
+    def acc_f(*idx):
+        o = idx[-1]
+        a = _i32(xp[(*window(*win, idx=idx[:-1]), *chan)])
+        if params["layout"] == "row":
+            (rc,) = chan
+            w = _i32(wp[(o // lanes, *win, rc // 4, o % lanes, rc % 4)])
+        else:
+            rc, rp, rq = chan
+            w = _i32(wp[(o // lanes, *win, rc, rp, o % lanes, rq)])
+        if params["layout"] == "pairzp":
+            zx, zw = extra
+            return te.sum((a - zx[0]) * (w - zw[0]), axis=[*win, *chan])
+        return te.sum(a * w, axis=[*win, *chan])
+
+    acc = te.compute((*out_lead, ocp), acc_f, name="acc", attrs={"tvmq_dot": params["intrin"]})
+
+    def out_f(*idx):
+        v = acc[idx] + bias[idx[-1]]
+        if cw:
+            v = v + extra[0][idx[:-1]] * cw
+        return _epilogue_expr(v, idx[-1], epi, tens)
+
+    return te.compute((*out_lead, oc), out_f, name="requant")
+
+
+def _conv_window(params):
+    """The window -> input index map of an NHWC conv, and its padding before / after."""
+    kh, kw = params["window"]
+    sh, sw = params["strides"]
+    dh, dw = params["dilation"]
+    pt, pl, pb, pr = params["padding"]
+
+    def window(rh, rw, idx):
+        b, i, j = idx
+        return b, i * sh + rh * dh, j * sw + rw * dw
+
+    return window, [0, pt, pl, 0], [0, pb, pr, 0]
+
+
+def _conv_window_sum_te(x, *, params):
+    window, before, after = _conv_window(params)
+    return _window_sum_te(x, params, before, after, params["out_lead"], window)
+
+
+def _dense_window_sum_te(x, *, params):
+    return _window_sum_te(x, params, [0, 0], [0, 0], params["out_lead"], lambda idx: (idx[0],))
+
+
+def _conv2d_dot_te(x, wp, bias, *rest, params, epi):
+    """NHWC conv (groups == 1) on weights packed for a dot-product intrinsic; the ``acc`` block
+    carries the intrinsic's name in its ``tvmq_dot`` annotation for the tuner's schedule rule.
+    ``x`` is ``(N, H, W, C)``, or ``(N, H, W, C/4, 2, 2)`` for a "pair" intrinsic; ``rest`` is
+    the ``n_extra`` operands of :func:`_dot_kernel`, then the requantization vectors."""
+    window, before, after = _conv_window(params)
+    k = params["n_extra"]
+    return _dot_kernel(x, wp, bias, rest[:k], rest[k:], params, epi, params["out_lead"], window, before, after)
+
+
+def _dense_dot_te(x, wp, bias, *rest, params, epi):
+    """Fully connected on packed weights (see :func:`_conv2d_dot_te`); ``x`` is ``(M, K)``
+    or ``(M, K/4, 2, 2)``."""
+    k = params["n_extra"]
+    return _dot_kernel(x, wp, bias, rest[:k], rest[k:], params, epi, params["out_lead"], lambda idx: (idx[0],),
+                       [0, 0], [0, 0])
+
+
 def _bcast_index(t, out_idx):
     nd = len(t.shape)
     idx = out_idx[len(out_idx) - nd:]
@@ -667,44 +840,56 @@ class LowerQDQToInt8:
     After the pass, ``self.stats`` holds ``{op: Counter(lowered=..., qdq=...)}``.
     """
 
-    def __init__(self, mode: str = "tflite"):
+    def __init__(self, mode: str = "tflite", scheme: Optional[str] = None):
         if mode not in ("tflite", "xnnpack"):
             raise ValueError(f"mode must be 'tflite' or 'xnnpack', got {mode!r}")
+        if scheme is not None and scheme not in dot.SCHEMES:
+            raise ValueError(f"unknown dot-product scheme {scheme!r}: known are {', '.join(dot.scheme_names())}")
         self.mode = mode
+        self.scheme = scheme
         self.stats: Dict[str, Dict[str, int]] = {}
+        self.dot_stats: Dict[str, int] = {}
 
     def transform_module(self, mod: tvm.IRModule, ctx) -> tvm.IRModule:
-        m = _Int8Mutator(mod, self.mode)
+        m = _Int8Mutator(mod, self.mode, self.scheme)
         for gv, func in list(mod.functions_items()):
             if isinstance(func, relax.Function):
                 m.prepare(func)
                 new = m.visit_expr(func)
                 m.builder_.update_func(gv, new)
         self.stats = {k: dict(v) for k, v in m.stats.items()}
+        self.dot_stats = dict(sorted(m.dot_stats.items()))
         out = m.builder_.get()
         return relax.transform.DeadCodeElimination()(out)
 
 
-_LAST_STATS: Dict[int, Dict[str, Dict[str, int]]] = {}
-
-
-def lower_qdq_to_int8(mod: tvm.IRModule, mode: str = "tflite") -> tvm.IRModule:
+def lower_qdq_to_int8(mod: tvm.IRModule, mode: str = "tflite", scheme: Optional[str] = None) -> tvm.IRModule:
     """Lower the QDQ patterns of ``mod`` (from ``from_tflite``) to integer arithmetic.
 
     ``mode``: ``"tflite"`` (fixed-point requantization, bit-exact with TFLite's builtin
     kernels) or ``"xnnpack"`` (fp32 requantization as the XNNPACK delegate).
-    Use :func:`lowering_stats` on the result to see coverage.
+    ``scheme``: the target's dot-product scheme (:data:`.dot.SCHEMES`, a profile's
+    ``int8_scheme``): convolutions and fully connected layers then get weights packed for its
+    intrinsics and a ``tvmq_dot`` annotation that the tuner tensorizes. None: plain kernels.
+    Use :func:`lowering_stats` and :func:`intrinsic_counts` on the result to see coverage.
     """
-    p = LowerQDQToInt8(mode)
+    p = LowerQDQToInt8(mode, scheme)
     out = p(mod)
     stats = p.stats
     stats = {k: {"lowered": v.get("lowered", 0), "qdq": v.get("qdq", 0)} for k, v in sorted(stats.items())}
-    try:
-        out = out.with_attr("tvmq_int8_stats", str(stats))
-    except Exception:  # pragma: no cover - attrs are best effort
-        pass
-    _LAST_STATS[id(out)] = stats
+    out = out.with_attr("tvmq_int8_stats", str(stats))
+    out = out.with_attr("tvmq_int8_intrinsics", str(p.dot_stats))
     return out
+
+
+def intrinsic_counts(mod: tvm.IRModule) -> Dict[str, int]:
+    """How many layers of a module from :func:`lower_qdq_to_int8` use each dot-product
+    intrinsic (and ``"NAME (could saturate)"``: layers that passed over a saturating one)."""
+    import ast
+
+    if mod.attrs is None or "tvmq_int8_intrinsics" not in mod.attrs:
+        return {}
+    return ast.literal_eval(str(mod.attrs["tvmq_int8_intrinsics"]))
 
 
 def qdq_op_counts(mod: tvm.IRModule) -> Dict[str, int]:
@@ -725,9 +910,8 @@ def lowering_stats(mod: tvm.IRModule) -> Dict[str, Dict[str, int]]:
     :func:`lower_qdq_to_int8`; ``"remaining"`` counts the quantize/dequantize ops left."""
     import ast
 
-    stats = _LAST_STATS.get(id(mod))
-    if stats is None and mod.attrs is not None and "tvmq_int8_stats" in mod.attrs:
+    stats = {}
+    if mod.attrs is not None and "tvmq_int8_stats" in mod.attrs:
         stats = ast.literal_eval(str(mod.attrs["tvmq_int8_stats"]))
-    stats = dict(stats or {})
     stats["remaining"] = qdq_op_counts(mod)
     return stats

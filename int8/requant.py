@@ -230,70 +230,65 @@ def _i32(v):
     return tirx.const(v, "int32") if isinstance(v, int) else v
 
 
-def _let(value, body_fn, name):
-    """Apply ``body_fn`` to ``value`` (see the note on ``Let`` below)."""
-    # Note: TIR ``Let`` here trips the arith analyzer's bound memoization when the same
-    # kernel holds several requantizations, so the value is substituted directly; callers keep
-    # nesting shallow instead (one requantization per ``te.compute`` stage).
-    return body_fn(value)
-
-
 def srdhm_tir(a, b):
-    """``SaturatingRoundingDoublingHighMul`` on int32 PrimExprs (``b`` may be a python int).
+    """``SaturatingRoundingDoublingHighMul`` on int32 PrimExprs (``b`` may be a python int), as
+    an int64 PrimExpr: ``(a*b + 2**30) >> 31`` with an arithmetic shift.
 
+    That is gemmlowp's ``(a*b + nudge) / 2**31`` (C division) for every ``a*b``: for
+    ``ab >= 0`` the nudge is ``2**30`` and truncation is the floor; for ``ab < 0`` the nudge is
+    ``1 - 2**30`` and truncating ``v / 2**31`` of a negative ``v`` is ``(v + 2**31 - 1) >> 31``,
+    which is ``(ab + 2**30) >> 31`` again. No select, no division: it vectorizes (``vpmuldq``).
     The saturating case ``a == b == INT32_MIN`` cannot occur with a multiplier from
     :func:`quantize_multiplier` (``b`` is in ``[2**30, 2**31)``), so it is not checked.
     """
     tirx = _tir()
-
-    def body(ab):
-        nudge = tirx.Select(ab >= tirx.const(0, "int64"), tirx.const(1 << 30, "int64"),
-                            tirx.const(1 - (1 << 30), "int64"))
-        return tirx.truncdiv(ab + nudge, tirx.const(1 << 31, "int64")).astype("int32")
-
-    return _let(_i64(a) * _i64(b), body, "ab")
+    return tirx.shift_right(_i64(a) * _i64(b) + tirx.const(1 << 30, "int64"), tirx.const(31, "int64"))
 
 
 def rdbpot_tir(x, exponent):
-    """``RoundingDivideByPOT`` on an int32 PrimExpr; ``exponent`` a python int or int32 PrimExpr."""
+    """``RoundingDivideByPOT`` (round half away from zero) of an int32/int64 PrimExpr by
+    ``2**exponent`` (a python int or an int32 PrimExpr), as an int64 PrimExpr:
+    ``(x + 2**(e-1) - (x < 0)) >> e``, the ``- (x < 0)`` only when ``e > 0``.
+
+    gemmlowp adds 1 to ``x >> e`` when the remainder exceeds ``(2**e - 1) >> 1`` plus one for
+    negative ``x``: for ``x >= 0`` that is ``(x + 2**(e-1)) >> e``, for ``x < 0``
+    ``(x + 2**(e-1) - 1) >> e``.
+    """
     tirx = _tir()
+    x = _i64(x)
     if isinstance(exponent, int):
         if exponent == 0:
             return x
-        mask = tirx.const((1 << exponent) - 1, "int32")
-        threshold_base = tirx.const(((1 << exponent) - 1) >> 1, "int32")
-        e = tirx.const(exponent, "int32")
-    else:
-        e = exponent
-        mask = tirx.shift_left(tirx.const(1, "int32"), e) - tirx.const(1, "int32")
-        threshold_base = tirx.shift_right(mask, tirx.const(1, "int32"))
-    def body(x):
-        remainder = tirx.bitwise_and(x, mask)
-        threshold = threshold_base + tirx.Select(x < tirx.const(0, "int32"), tirx.const(1, "int32"),
-                                                 tirx.const(0, "int32"))
-        return tirx.shift_right(x, e) + tirx.Select(remainder > threshold, tirx.const(1, "int32"),
-                                                    tirx.const(0, "int32"))
-
-    return _let(x, body, "x")
+        nudge = tirx.const(1 << (exponent - 1), "int64") + tirx.shift_right(x, tirx.const(63, "int64"))
+        return tirx.shift_right(x + nudge, tirx.const(exponent, "int64"))
+    e = _i64(exponent)
+    one = tirx.const(1, "int64")
+    half = tirx.shift_right(tirx.shift_left(one, e), one)
+    # -1 when x < 0 and e > 0, else 0 (both shifts arithmetic)
+    neg = tirx.bitwise_and(tirx.shift_right(x, tirx.const(63, "int64")),
+                           tirx.shift_right(tirx.const(0, "int64") - e, tirx.const(63, "int64")))
+    return tirx.shift_right(x + half + neg, e)
 
 
 def mbqm_tir(x, q, shift):
-    """``MultiplyByQuantizedMultiplier`` on an int32 PrimExpr.
+    """``MultiplyByQuantizedMultiplier`` on an int32 PrimExpr, as an int32 PrimExpr.
 
     ``q``/``shift`` are python ints (per tensor: the shifts are resolved at compile time)
-    or int32 PrimExprs (per channel: loaded from constant vectors).
+    or int32 PrimExprs (per channel: loaded from constant vectors). The left shift is done in
+    int64 (TFLite's int32 ``x * (1 << left)`` never overflows for the multipliers it makes).
     """
     tirx = _tir()
     if isinstance(shift, int):
         left, right = max(shift, 0), max(-shift, 0)
+        x = _i64(x)
         if left:
-            x = x * tirx.const(1 << left, "int32")
-        return rdbpot_tir(srdhm_tir(x, q), right)
+            x = tirx.shift_left(x, tirx.const(left, "int64"))
+        return rdbpot_tir(srdhm_tir(x, q), right).astype("int32")
     zero = tirx.const(0, "int32")
     left = tirx.max(shift, zero)
     right = tirx.max(zero - shift, zero)
-    x = tirx.shift_left(x, left)
-    return rdbpot_tir(srdhm_tir(x, q), right)
+    x = tirx.shift_left(_i64(x), _i64(left))
+    return rdbpot_tir(srdhm_tir(x, q), right).astype("int32")
 
 
 def requantize_tir(acc, q, shift, zp_out: int, qmin: int, qmax: int, out_dtype: str):

@@ -7,12 +7,13 @@
 """
 
 from .host import HostInfo, host_info
-from .profile import DATA_LAYOUTS, TargetProfile, get_profile, list_profiles, load_profile_file
+from .profile import DATA_LAYOUTS, INT8_SCHEMES, TargetProfile, get_profile, list_profiles, load_profile_file
 from .resolve import NATIVE_NAMES, detect_native, resolve_target
 from .table import render_targets_table
 
 __all__ = [
     "DATA_LAYOUTS",
+    "INT8_SCHEMES",
     "NATIVE_NAMES",
     "HostInfo",
     "TargetProfile",

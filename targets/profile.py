@@ -27,9 +27,11 @@ from .host import HostInfo, host_info
 if TYPE_CHECKING:  # pragma: no cover
     import tvm
 
-__all__ = ["TargetProfile", "get_profile", "list_profiles", "load_profile_file", "DATA_LAYOUTS"]
+__all__ = ["TargetProfile", "get_profile", "list_profiles", "load_profile_file", "DATA_LAYOUTS", "INT8_SCHEMES"]
 
 DATA_LAYOUTS = ("NHWC", "NCHW", "NCHWc")
+# the keys of tvmq.int8.dot.SCHEMES (kept here so that reading profiles does not import TVM)
+INT8_SCHEMES = ("avx2", "avx512", "sdot", "vnni")
 ARCHES = ("x86_64", "aarch64")
 
 
@@ -52,6 +54,7 @@ class TargetProfile:
     int8_instruction: str  # "vpdpbusd", "vpmaddubsw", "sdot", "smmla", ...
     int8_isa: str  # human description, e.g. "AVX-512 VNNI"
     tensor_intrin: str | None  # registered TVM TensorIntrin name, None where TVM has none
+    int8_scheme: str | None  # tvmq.int8.dot scheme --int8 tensorizes with (None: plain kernels)
     # layout / strategy (applied by tvmq.tuner.layout)
     data_layout: str  # "NHWC" | "NCHW" | "NCHWc"
     layout_block: int  # channel block for NCHWc (0 otherwise)
@@ -167,6 +170,12 @@ def _need(d: dict, key: str, typ, where: str):
     return v
 
 
+def _scheme(name: str | None, where: str) -> str | None:
+    if name is not None and name not in INT8_SCHEMES:
+        raise ValueError(f"target profile {where}: int8 scheme '{name}' is not one of {', '.join(INT8_SCHEMES)}")
+    return name
+
+
 def load_profile_file(path: str | Path, text: str | None = None) -> TargetProfile:
     """Parse and validate one profile TOML file (ValueError naming the file on a bad one)."""
     where = Path(path).name
@@ -201,6 +210,7 @@ def load_profile_file(path: str | Path, text: str | None = None) -> TargetProfil
         int8_instruction=_need(int8, "instruction", str, where),
         int8_isa=int8.get("isa", ""),
         tensor_intrin=int8.get("tensor_intrin") or None,
+        int8_scheme=_scheme(int8.get("scheme") or None, where),
         data_layout=data_layout,
         layout_block=block if data_layout == "NCHWc" else 0,
         winograd=bool(lay.get("winograd", False)),

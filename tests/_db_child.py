@@ -2,14 +2,20 @@
 
     python _db_child.py write DB_PATH N SEED     commit N records (N=0: forever), print "committed K"
                                                  after each commit; Ctrl-C ends the session
-                                                 "interrupted" and exits 130
+                                                 "interrupted" and exits 130 (as tvmq-tune does:
+                                                 SIGINT sets a flag that the loop checks after
+                                                 each commit; a KeyboardInterrupt raised at a
+                                                 random point, e.g. inside a finalizer, can be
+                                                 swallowed by Python)
     python _db_child.py lock DB_PATH SECONDS     hold SQLite's write lock, print "locked", then wait
 """
 
 from __future__ import annotations
 
+import signal
 import sqlite3
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -26,19 +32,20 @@ def write(path: str, n: int, seed: int) -> int:
     sid = db.begin_session(model_name=f"child-{seed}", target=tgt, trials_requested=n or None)
     msdb = db.scoped(tgt, session_id=sid)
     wl = msdb.commit_workload(matmul())
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
     print("ready", flush=True)
     done = 0
-    try:
-        with msdb.reraise_errors():  # Ctrl-C inside TVM's call comes back as KeyboardInterrupt
-            while n == 0 or done < n:
-                secs = [1e-3 * (1 + ((seed * 7919 + done * 104729) % 1000) / 1000.0)]
-                msdb.commit_tuning_record(make_record(wl, tgt, secs, seed=seed * 100000 + done))
-                done += 1
-                print(f"committed {done}", flush=True)
-    except KeyboardInterrupt:
-        db.end_session(sid, "interrupted", trials_done=done)
-        print(f"interrupted {done}", flush=True)
-        return 130
+    with msdb.reraise_errors():
+        while n == 0 or done < n:
+            secs = [1e-3 * (1 + ((seed * 7919 + done * 104729) % 1000) / 1000.0)]
+            msdb.commit_tuning_record(make_record(wl, tgt, secs, seed=seed * 100000 + done))
+            done += 1
+            print(f"committed {done}", flush=True)
+            if stop.is_set():
+                db.end_session(sid, "interrupted", trials_done=done)
+                print(f"interrupted {done}", flush=True)
+                return 130
     db.end_session(sid, "finished", trials_done=done)
     return 0
 

@@ -99,3 +99,38 @@ def compare(ours, ref):
     assert ours.shape == ref.shape, (ours.shape, ref.shape)
     d = np.abs(ours.astype(np.int64) - ref.astype(np.int64))
     return float((d == 0).mean()), int(d.max())
+
+
+def tensorized_build(mod, target):
+    """Compile a Relax module (e.g. from ``lower_qdq_to_int8(..., scheme=...)``) with every
+    function scheduled by the first valid point of tvmq's design space (the code of a tuned
+    build, tensorized, without tuning). Returns ``(executable, functions holding a dot-product
+    intrinsic call)``."""
+    import tvm
+    from tvm import relax
+
+    from tvmq.tuner.rules import schedule_unscheduled
+
+    target = tvm.target.Target(target) if isinstance(target, dict) else target
+    with target:
+        lowered, _ = schedule_unscheduled(relax.get_pipeline("zero")(mod), target)
+        n = sum("call_llvm_pure_intrin" in f.script() for _, f in lowered.functions_items()
+                if isinstance(f, tvm.tirx.PrimFunc))
+        return tvm.compile(lowered, target=target), n
+
+
+def llvm_asm(executable) -> str:
+    """The assembly of every LLVM module of a compiled Relax executable."""
+    mods = [executable.mod] if hasattr(executable, "mod") else [executable]
+    out, seen = [], set()
+    while mods:
+        m = mods.pop()
+        if id(m) in seen:
+            continue
+        seen.add(id(m))
+        try:
+            out.append(m.inspect_source("asm"))
+        except Exception:  # noqa: BLE001 - modules without assembly (the VM bytecode)
+            pass
+        mods.extend(m.imports)
+    return "\n".join(out)

@@ -48,3 +48,27 @@ def test_build_only_refuses_trials(capsys, tmp_path, model_factory):
     rc, err = run_tune(capsys, ["--model", str(model_factory.path("uint8")), "--target", "cascadelake",
                                 "--build-only", "--trials", "10", "--db", str(tmp_path / "t.db")])
     assert rc == 2 and "tvmq-tune: usage:" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("target,objdump,pattern", [
+    ("cascadelake", "objdump", r"\bvpdpbusd\b.*%zmm"),
+    ("cortex-a76", "aarch64-linux-gnu-objdump", r"\bsdot\s+v\d+\.4s"),
+])
+def test_int8_build_only_uses_the_dot_product_instruction(capsys, tmp_path, model_factory, target, objdump, pattern):
+    """--int8 --build-only: nothing can be measured, so the functions the database lacks get
+    MetaSchedule's first design-space point, which tensorizes the convolutions with the
+    profile's dot-product intrinsic: the exported library holds the instruction."""
+    import re
+
+    if not shutil.which(objdump) or (target == "cortex-a76" and not shutil.which("aarch64-linux-gnu-gcc")):
+        pytest.skip(f"{objdump} (and the cross gcc) absent: apt-get install binutils-aarch64-linux-gnu gcc-aarch64-linux-gnu")
+    out = tmp_path / "o"
+    rc, err = run_tune(capsys, ["--model", str(model_factory.path("int8")), "--target", target, "--int8",
+                                "--build-only", "--out", str(out), "--json", str(tmp_path / "r.json"),
+                                "--db", str(tmp_path / "t.db")])
+    assert rc == 0, err
+    r = load_json(tmp_path / "r.json")
+    used = r["transforms"]["int8_intrinsics"]
+    assert used and all(k.startswith("tvmq_dot_") for k in used), used
+    asm = subprocess.run([objdump, "-d", str(out / "model.so")], capture_output=True, text=True).stdout
+    assert re.search(pattern, asm), f"no {pattern} in the {target} library"

@@ -131,3 +131,30 @@ def test_mean_multiplier():
     # 514/49 = 10.49 still gives 11: SRDHM(514, q) = 167.84 -> 168, then 168/16 = 10.5 -> 11
     # (double rounding, identical to TFLite)
     np.testing.assert_array_equal(rq.multiply_by_quantized_multiplier(acc, q, s), [10, 11, 11, -11])
+
+
+def test_tir_rounding_steps_match_gemmlowp_on_ties():
+    """The select-free TIR forms of SRDHM and RoundingDivideByPOT against the numpy reference
+    on exact halves, both signs, every exponent (per-element, as per-channel shifts are)."""
+    import tvm
+    from tvm import te
+
+    rng = np.random.default_rng(3)
+    e = np.arange(32, dtype=np.int32).repeat(64)
+    e64 = e.astype(np.int64)
+    k = rng.integers(-(1 << 30), 1 << 30, e.size) >> e64  # k * 2**e stays within int32
+    half = np.where(e > 0, 1 << np.maximum(e64 - 1, 0), 0)
+    # x = k * 2**e + {0, +-half} + {0, +-1}: every tie and its neighbours
+    x = (k << e64) + rng.choice([-1, 0, 1], e.size) * half + rng.choice([-1, 0, 1], e.size)
+    x = np.clip(x, -(1 << 31) + 1, (1 << 31) - 1).astype(np.int32)
+    q = rng.integers(1 << 30, (1 << 31) - 1, e.size).astype(np.int32)
+    q[:64] = 1 << 30  # a*b lands exactly on 2**30 multiples: the SRDHM ties
+    xp, ep, qp = (te.placeholder((e.size,), "int32", name=n) for n in "xeq")
+    y1 = te.compute((e.size,), lambda i: rq.rdbpot_tir(xp[i], ep[i]).astype("int32"), name="y1")
+    y2 = te.compute((e.size,), lambda i: rq.rdbpot_tir(rq.srdhm_tir(xp[i], qp[i]), ep[i]).astype("int32"), name="y2")
+    lib = tvm.compile(tvm.IRModule({"main": te.create_prim_func([xp, ep, qp, y1, y2])}), target="llvm")
+    out = [tvm.runtime.tensor(np.zeros(e.size, np.int32)) for _ in range(2)]
+    lib["main"](tvm.runtime.tensor(x), tvm.runtime.tensor(e), tvm.runtime.tensor(q), *out)
+    np.testing.assert_array_equal(out[0].numpy(), rq.rounding_divide_by_pot(x, e))
+    np.testing.assert_array_equal(out[1].numpy(),
+                                  rq.rounding_divide_by_pot(rq.saturating_rounding_doubling_high_mul(x, q), e))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 
@@ -240,11 +241,12 @@ def test_render_table_lists_every_profile():
     table = render_targets_table(fake_host(ZEN3))
     assert table.row_count == len(list_profiles())
     assert [c.header for c in table.columns] == [
-        "name", "aliases", "arch", "mcpu", "int8 instruction", "layout", "winograd", "runs here?"]
+        "name", "aliases", "arch", "mcpu", "int8 instruction", "--int8 scheme", "layout", "winograd", "runs here?"]
     console = Console(width=250, record=True)
     console.print(table)
     text = console.export_text()
     assert "NCHW8c" in text and "NCHW4c" in text
+    assert re.search(r"znver3 .* avx2 ", text) and re.search(r"cascadelake .* vnni ", text)
 
 
 # ------------------------------------------------------------------ export

@@ -9,9 +9,9 @@
 TVM 0.27's registered ``dot_16x4_vnni`` intrinsic does not compile with the LLVM 22 it ships
 with: it passes ``<16 x i32>`` operands to ``llvm.x86.avx512.vpdpbusd.512``, which LLVM 22
 declares with ``<64 x i8>`` operands ("Call parameter type does not match function
-signature"). :data:`VNNI_LLVM22` below is the same description with operands reinterpreted to
-``uint8x64``/``int8x64``; ``test_registered_vnni_intrin_is_broken_on_llvm22`` records the
-upstream bug so that we notice when it is fixed.
+signature"). tvmq's own ``tvmq_dot_vnni_u8i8`` (:mod:`tvmq.int8.intrin`) passes ``<64 x i8>``
+operands; ``test_registered_vnni_intrin_is_broken_on_llvm22`` records the upstream bug so that
+we notice when it is fixed.
 """
 
 from __future__ import annotations
@@ -35,32 +35,6 @@ needs_x86_tools = pytest.mark.skipif(
 needs_a64_tools = pytest.mark.skipif(
     A64_GCC is None or A64_OBJDUMP is None,
     reason="aarch64 cross toolchain missing: apt-get install gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu")
-
-
-def _vnni_llvm22_intrin() -> str:
-    from tvm.s_tir import TensorIntrin
-    from tvm.s_tir.tensor_intrin.x86 import dot_product_16x4_u8i8i32_desc
-    from tvm.script import tirx as T
-
-    @T.prim_func(s_tir=True)
-    def impl(
-        A: T.Buffer((4,), "uint8", offset_factor=1),
-        B: T.Buffer((16, 4), "int8", offset_factor=1),
-        C: T.Buffer((16,), "int32", offset_factor=1),
-    ) -> None:
-        with T.sblock("root"):
-            T.reads(C[0:16], A[0:4], B[0:16, 0:4])
-            T.writes(C[0:16])
-            a_i32 = T.reinterpret(A.vload([0], "uint8x4"), dtype="int32")
-            a_u8x64 = T.reinterpret(T.broadcast(a_i32, 16), dtype="uint8x64")
-            b_i8x64 = B.vload([0, 0], dtype="int8x64")
-            C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
-                C.vload([0], dtype="int32x16"), a_u8x64, b_i8x64, dtype="int32x16")
-
-    name = "tvmq_test_dot_16x4_vnni_llvm22"
-    TensorIntrin.register(name, dot_product_16x4_u8i8i32_desc, impl, override=True)
-    return name
 
 
 def _packed_matmul(a_dtype: str, lanes: int, M=8, N=32, K=64):
@@ -129,7 +103,9 @@ def test_cascadelake_vnni_matmul_has_vpdpbusd(tmp_path):
 
     prof = get_profile("cascadelake")
     func, (M, N, K) = _packed_matmul("uint8", 16)
-    lib = tvm.compile(_tensorized(func, 16, _vnni_llvm22_intrin()), target=prof.tvm_target(1))
+    from tvmq.int8 import intrin  # noqa: F401 - registers tvmq_dot_vnni_u8i8
+
+    lib = tvm.compile(_tensorized(func, 16, "tvmq_dot_vnni_u8i8"), target=prof.tvm_target(1))
     so = prof.export_library(lib, tmp_path / "vnni.so")
     asm = _disasm(X86_OBJDUMP, so)
     assert re.search(r"\bvpdpbusd\b.*%zmm", asm), "no 512-bit vpdpbusd in the cascadelake object"

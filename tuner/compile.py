@@ -44,12 +44,20 @@ def lower_to_tir(mod, target, database=None):
         return relax.get_pipeline("zero")(mod)
 
 
-def build(mod, target, database=None):
-    """Compile a Relax module to a VM executable; tuned schedules come from ``database``."""
+def build(mod, target, database=None, untuned: str = "naive"):
+    """Compile a Relax module to a VM executable; tuned schedules come from ``database``.
+
+    ``untuned``: what the functions the database does not cover become: ``"naive"`` (the plain
+    loops, what "untuned" latencies measure) or ``"design-space"`` (MetaSchedule's first valid
+    design-space point: tensorized, parallel, vectorized, unmeasured; for ``--build-only``)."""
     import tvm
 
     try:
         lowered = lower_to_tir(mod, target, database)
+        if untuned == "design-space":
+            from .rules import schedule_unscheduled
+
+            lowered, _ = schedule_unscheduled(lowered, target)
         with target:
             return tvm.compile(lowered, target=target)
     except Exception as err:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,6 +27,7 @@ from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
 
 from tvmq.errors import Interrupted
 
+from .rules import space_generator
 from .scheduler import EagerGradientScheduler, median_ms
 from .tasks import DEFAULT_MODULE_EQUALITY, TaskInfo, describe, extract
 
@@ -100,7 +103,7 @@ def device_type(target) -> str:
 
 
 def tune_contexts(tasks, work_dir: Path, seed: int, threads: int, population: int = 128):
-    """One TuneContext per task (post-order-apply space, evolutionary search), seeded per task.
+    """One TuneContext per task (:func:`.rules.space_generator`, evolutionary search), seeded per task.
 
     MetaSchedule's ``extracted_tasks_to_tune_contexts`` sets up file loggers that break when it
     is called twice in one process; these contexts share one log file under ``work_dir``.
@@ -117,7 +120,7 @@ def tune_contexts(tasks, work_dir: Path, seed: int, threads: int, population: in
         logger.addHandler(logging.FileHandler(log_file))
     seeds = ms.utils.fork_seed(seed, n=len(tasks))
     ctxs = [
-        ms.TuneContext(mod=t.dispatched[0], target=t.target, space_generator="post-order-apply",
+        ms.TuneContext(mod=t.dispatched[0], target=t.target, space_generator=space_generator(),
                        search_strategy=ms.search_strategy.EvolutionarySearch(
                            population_size=population, init_min_unmeasured=min(50, population // 2)),
                        task_name=t.task_name, logger=logger,
@@ -224,6 +227,32 @@ def _ctrl_c_as_flag():
         signal.signal(signal.SIGINT, previous)
 
 
+@contextlib.contextmanager
+def _native_stderr_to(path: Path, console: Console):
+    """Send what TVM's C++ side prints on stderr (a warning per candidate that fails a
+    postprocessor, e.g. "Tensorize failed") to ``path``; ``console`` keeps the terminal."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr (embedded): nothing to redirect
+        yield
+        return
+    terminal = os.fdopen(os.dup(saved), "w", buffering=1)
+    old_file = console.file
+    console.file = terminal
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        console.file = old_file
+        terminal.close()
+
+
 def _quiet_metaschedule_console() -> None:
     """MetaSchedule logs every trial; those logs go to files under the work dir, not the terminal."""
     for name in ("tvm.s_tir.meta_schedule", "tvm.meta_schedule"):
@@ -254,7 +283,7 @@ def tune(lowered_mod, target, database, session_id: int | None, config: TuneConf
     builder = config.builder or PersistentBuilder(max_workers=config.builder_workers,
                                                   timeout_sec=config.build_timeout_s)
     runner = config.runner or make_local_runner(timeout_sec=config.runner_timeout_s)
-    with _ctrl_c_as_flag() as stop:
+    with _ctrl_c_as_flag() as stop, _native_stderr_to(config.work_dir / "tvm_stderr.log", console):
         try:
             if config.measure_untuned:
                 with console.status(f"measuring the {len(tasks)} tasks untuned (first start of the build workers) …"):

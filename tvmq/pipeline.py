@@ -115,11 +115,14 @@ def run(opts: Options, console: Console | None = None) -> dict:
         mod = import_relax(loaded)
     transforms: dict = {}
     if opts.int8:
-        from tvmq.int8 import lower_qdq_to_int8, lowering_stats
+        from tvmq.int8 import intrinsic_counts, lower_qdq_to_int8, lowering_stats
 
-        with Step(console, timings, "int8", "lower QDQ to integer arithmetic"):
-            mod = lower_qdq_to_int8(mod)
+        scheme = profile.int8_scheme
+        with Step(console, timings, "int8", "lower QDQ to integer arithmetic"
+                  + (f" ({scheme} dot products)" if scheme else " (no dot-product intrinsics for this target)")):
+            mod = lower_qdq_to_int8(mod, scheme=scheme)
             transforms["int8"] = lowering_stats(mod)
+            transforms["int8_intrinsics"] = intrinsic_counts(mod)
     layout = opts.layout if opts.layout != "profile" else None
     from tvmq.tuner.layout import apply_profile_transforms, conv_summary
 
@@ -147,8 +150,12 @@ def run(opts: Options, console: Console | None = None) -> dict:
     if tuning is not None:
         report["tuning"] = tuning.to_dict()
 
-    with Step(console, timings, "build", f"build for {profile.name}" + (" with tuned schedules" if scoped else "")):
-        executable = build(mod, target, database=scoped)
+    # A build nobody can measure here gets MetaSchedule's starting schedules where the database
+    # has none (tensorized, parallel), not the naive loops an untuned local build measures.
+    untuned = "design-space" if opts.build_only else "naive"
+    with Step(console, timings, "build", f"build for {profile.name}" + (" with tuned schedules" if scoped else "")
+              + (" (untuned functions: MetaSchedule's first design-space point)" if opts.build_only else "")):
+        executable = build(mod, target, database=scoped, untuned=untuned)
 
     from tvmq.tuner import artifact
 

@@ -1,0 +1,193 @@
+"""int8 convolutions and dense layers tensorized with each target's dot-product intrinsics.
+
+Every case is lowered with a profile's scheme and built with one point of tvmq's design space
+(the schedule rule that tiles around the intrinsic, then ``RewriteTensorize``), i.e. the code a
+tuned build runs, without tuning. The instruction must be in the code; where this host can run
+it, the output must equal TFLite's reference kernels bit for bit.
+
+* int8 activations: one-op models made with TensorFlow's converter;
+* uint8 activations with asymmetric uint8 weights (what older TFLite models such as MobileNet
+  V2 1.0 quant hold, and what the converter no longer makes): a QDQ Relax module written as the
+  TFLite importer writes it, checked against a numpy reference of TFLite's integer conv.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from tests._int8_helpers import (compare, convert, import_tflite, llvm_asm, random_inputs, run_tflite, run_tvm,
+                                 tensorized_build)
+from tvmq.targets import get_profile
+
+tf = pytest.importorskip("tensorflow")
+pytest.importorskip("ai_edge_litert")
+
+# profile -> (scheme, what its int8 code must contain)
+TARGETS = {
+    "znver3": ("avx2", r"\bvpmaddwd\b.*%ymm"),
+    "skylake-avx512": ("avx512", r"\bvpmaddwd\b.*%zmm"),
+    "cascadelake": ("vnni", r"\bvpdpbusd\b.*%zmm"),
+    "cortex-a76": ("sdot", r"\bsdot\s+v\d+\.4s"),
+}
+
+
+def _conv(c, oc, k, stride, padding):
+    inp = tf.keras.Input((9, 10, c), batch_size=1)
+    layer = tf.keras.layers.Conv2D(oc, k, strides=stride, padding=padding, activation="relu6",
+                                   bias_initializer=tf.keras.initializers.RandomNormal(stddev=0.5))
+    return tf.keras.Model(inp, layer(inp)), [(-1.5, 2.5)]
+
+
+def _dense(k, oc):
+    inp = tf.keras.Input((k,), batch_size=1)
+    return tf.keras.Model(inp, tf.keras.layers.Dense(oc, activation="relu")(inp)), [(-1.0, 2.0)]
+
+
+CASES = {
+    "conv1x1": lambda: _conv(8, 24, 1, 1, "valid"),       # the (C/4, 2, 2) view is a free reshape
+    "conv3x3_c3_stride2": lambda: _conv(3, 10, 3, 2, "same"),  # channels padded to 4, zero point padding
+    "dense": lambda: _dense(20, 9),
+}
+
+
+@pytest.fixture(scope="module")
+def models():
+    out = {}
+    for i, (name, make) in enumerate(CASES.items()):
+        tf.keras.utils.set_random_seed(i)
+        model, ranges = make()
+        out[name] = convert(model, ranges, io_dtype="int8", seed=i)
+    return out
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("profile_name", list(TARGETS))
+def test_int8_activations_tensorized(models, case, profile_name):
+    from tvmq.int8 import intrinsic_counts, lower_qdq_to_int8
+
+    scheme, pattern = TARGETS[profile_name]
+    prof = get_profile(profile_name)
+    assert prof.int8_scheme == scheme
+    buf = models[case]
+    low = lower_qdq_to_int8(import_tflite(buf), scheme=scheme)
+    (used,) = intrinsic_counts(low)
+    assert used.startswith(f"tvmq_dot_{scheme}_")
+    ex, n = tensorized_build(low, prof.tvm_target(2))
+    assert n == 1
+    assert re.search(pattern, llvm_asm(ex)), f"{pattern} not in the {profile_name} code"
+    if prof.can_run_here:
+        from tvm import relax
+        import tvm
+
+        x = random_inputs(buf)
+        vm = relax.VirtualMachine(ex, tvm.cpu())
+        ours = vm["main"](*[tvm.runtime.tensor(a) for a in x]).numpy()
+        share, maxd = compare(ours, run_tflite(buf, x, "reference"))
+        assert maxd == 0, f"tensorized {scheme} differs from TFLite's reference kernels: {share}, {maxd}"
+
+
+# ---------------------------------------------------------------------------------- uint8
+def _u8_conv(rng, weight_range, zp_w=None, c=8, oc=12, k=3, stride=1, pad=1, hw=(7, 9)):
+    """A uint8 QDQ conv as TVM's TFLite importer writes it, and its numpy reference; the weights
+    are ``zp_w + weight_range`` (clipped to uint8)."""
+    from tvm import relax
+
+    from tvmq.int8 import requant as rq
+
+    s_x, zp_x = np.float32(0.02), int(rng.integers(0, 256))
+    s_w = np.float32(0.005)
+    zp_w = int(rng.integers(100, 156)) if zp_w is None else zp_w
+    s_o, zp_o = np.float32(0.05), int(rng.integers(0, 60))
+    lo, hi = weight_range
+    w = np.clip(zp_w + rng.integers(lo, hi + 1, (k, k, c, oc)), 0, 255).astype(np.uint8)
+    bias = rng.integers(-3000, 3000, oc).astype(np.int32)
+    x = rng.integers(0, 256, (1, *hw, c)).astype(np.uint8)
+
+    def f32(v):
+        return relax.const(np.float32(v), "float32")
+
+    def i32(v):
+        return relax.const(np.int32(v), "int32")
+
+    bb = relax.BlockBuilder()
+    xv = relax.Var("x", relax.TensorType(x.shape, "uint8"))
+    with bb.function("main", [xv]):
+        with bb.dataflow():
+            xd = bb.emit(relax.op.dequantize(xv, f32(s_x), i32(zp_x), axis=0))
+            wd = bb.emit(relax.op.dequantize(relax.const(w), f32(s_w), i32(zp_w), axis=3))
+            y = bb.emit(relax.op.nn.conv2d(xd, wd, strides=[stride] * 2, padding=[pad] * 4, data_layout="NHWC",
+                                           kernel_layout="HWIO"))
+            bd = bb.emit(relax.op.dequantize(relax.const(bias), f32(s_x * s_w), i32(0), axis=0))
+            q = bb.emit(relax.op.quantize(bb.emit(relax.op.add(y, bd)), f32(s_o), i32(zp_o), out_dtype="uint8",
+                                          axis=0))
+            out = bb.emit_output(relax.op.clip(q, float(zp_o), 255.0))
+        bb.emit_func_output(out)
+    mod = bb.get()
+
+    # TFLite's integer conv: sum((x - zp_x) * (w - zp_w)) + bias, then the Q31 requantization
+    xp = np.pad(x.astype(np.int64), ((0, 0), (pad, pad), (pad, pad), (0, 0)), constant_values=zp_x) - zp_x
+    oh = (hw[0] + 2 * pad - k) // stride + 1
+    ow = (hw[1] + 2 * pad - k) // stride + 1
+    acc = np.zeros((1, oh, ow, oc), np.int64)
+    for i in range(k):
+        for j in range(k):
+            patch = xp[:, i:i + stride * oh:stride, j:j + stride * ow:stride, :]
+            acc += patch @ (w[i, j].astype(np.int64) - zp_w)
+    q, shift = rq.quantize_multiplier(np.float64(s_x) * np.float64(s_w) / np.float64(s_o))
+    ref = rq.requantize_np((acc + bias).astype(np.int32), q, shift, zp_o, zp_o, 255, "uint8")
+    return mod, x, ref
+
+
+@pytest.mark.parametrize("weights,zp_w,expect,instruction", [
+    ((-40, 40), None, "tvmq_dot_avx2_u8i8_sat", "vpmaddubsw"),  # w - zp fits int8, no pair can saturate
+    ((-120, 120), None, "tvmq_dot_avx2_u8i8", "vpmaddwd"),      # fits int8, pairs could saturate
+    ((-131, 124), 131, "tvmq_dot_avx2_u8u8_zp", "vpmaddwd"),    # w - zp does not fit int8 at all
+])
+def test_uint8_conv_asymmetric_weights(weights, zp_w, expect, instruction):
+    from tvmq.int8 import intrinsic_counts, lower_qdq_to_int8
+
+    rng = np.random.default_rng(7)
+    mod, x, ref = _u8_conv(rng, weights, zp_w)
+    # the plain integer kernels and the packed ones of every scheme compute TFLite's integers
+    for scheme in (None, "avx2", "avx512", "vnni", "sdot"):
+        low = lower_qdq_to_int8(mod, scheme=scheme)
+        assert np.array_equal(run_tvm(low, [x]), ref), scheme
+    low = lower_qdq_to_int8(mod, scheme="avx2")
+    used = intrinsic_counts(low)
+    assert used[expect] == 1 and sum(v for k, v in used.items() if "(" not in k) == 1, used
+    prof = get_profile("znver3")
+    ex, n = tensorized_build(low, prof.tvm_target(2))
+    assert n == 1, "the convolution was not tensorized"
+    asm = llvm_asm(ex)
+    assert re.search(rf"\b{instruction}\b", asm)
+    assert ("vpmaddubsw" in asm) == (instruction == "vpmaddubsw")
+    if prof.can_run_here:
+        import tvm
+        from tvm import relax
+
+        out = relax.VirtualMachine(ex, tvm.cpu())["main"](tvm.runtime.tensor(x)).numpy()
+        np.testing.assert_array_equal(out, ref)
+
+
+def test_uint8_conv_on_vnni_and_udot_builds():
+    """uint8 activations on VNNI (u8 x i8, weights shifted by 128) and Arm (udot, u8 x u8)."""
+    from tvmq.int8 import intrinsic_counts, lower_qdq_to_int8
+
+    mod, x, ref = _u8_conv(np.random.default_rng(3), (-128, 127), stride=2)
+    for name, intrin, pattern in (("cascadelake", "tvmq_dot_vnni_u8i8", r"\bvpdpbusd\b.*%zmm"),
+                                  ("neoverse-n1", "tvmq_dot_udot_u8u8", r"\budot\s+v\d+\.4s")):
+        prof = get_profile(name)
+        low = lower_qdq_to_int8(mod, scheme=prof.int8_scheme)
+        assert intrinsic_counts(low) == {intrin: 1}
+        ex, n = tensorized_build(low, prof.tvm_target(2))
+        assert n == 1, f"the {name} convolution was not tensorized"
+        assert re.search(pattern, llvm_asm(ex)), name
+        if prof.can_run_here:
+            import tvm
+            from tvm import relax
+
+            out = relax.VirtualMachine(ex, tvm.cpu())["main"](tvm.runtime.tensor(x)).numpy()
+            np.testing.assert_array_equal(out, ref)
