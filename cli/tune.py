@@ -19,7 +19,8 @@ One run does, in order:
   2. import it into Relax and extract the tuning tasks;
   3. tune the tasks with MetaSchedule and an XGBoost cost model, every measurement kept in the
      tuning database (--db), so a later run reuses it (--trials 0 tunes nothing);
-  4. build the model with the best schedules the database holds for this exact target;
+  4. build the model with the best schedules the database holds for this exact target
+     (int8 dot products it has none for: MetaSchedule's first design-space point);
   5. run every input (--image) through the build and through the TFLite interpreter and compare
      the top-5 (ties are interchangeable) and every output value;
   6. benchmark both with the same thread count and write the report (terminal, JSON, Markdown)
@@ -70,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     tune = p.add_argument_group("tuning")
     tune.add_argument("--trials", type=int, default=None, metavar="N",
                       help="measurement trials over all tasks (default: 200; 0 with --build-only). They go to the tasks the "
-                           "database does not cover yet for this target, heaviest first; 0 tunes nothing "
+                           "database does not cover yet for this target, heaviest first (a budget under two rounds "
+                           "of every task skips those worth under 2%% of the untuned time); 0 tunes nothing "
                            "and builds from the database alone")
     tune.add_argument("--retune", action="store_true",
                       help="also search tasks the database already covers (the search starts from their records)")

@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import re
-import resource
 import shutil
 import subprocess
 import sys
@@ -47,8 +46,18 @@ def run_pipeline(console, **kw) -> dict:
 
 
 # ------------------------------------------------------------------------------ peak RSS
+def _proc_status_mb(field: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise KeyError(field)
+
+
 def rss_child(kind: str, path: str, runs: int) -> None:
-    """In a fresh process: RSS after the imports, then peak RSS over ``runs`` inferences."""
+    """In a fresh process: RSS after the imports, then peak RSS over loading the model and
+    ``runs`` inferences. The peak is reset after the imports (``/proc/self/clear_refs``), or an
+    import that briefly needed more memory than the model would hide the model's share."""
     import numpy as np
 
     if kind == "tflite":
@@ -57,7 +66,12 @@ def rss_child(kind: str, path: str, runs: int) -> None:
         import tvm  # noqa: F401
 
         from tvmq.tuner import artifact
-    after_imports = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    import gc
+
+    gc.collect()
+    after_imports = _proc_status_mb("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:  # Linux: VmHWM := VmRSS
+        f.write("5")
     if kind == "tflite":
         it = Interpreter(model_path=path, num_threads=int(os.environ.get("TVM_NUM_THREADS", "2")))
         it.allocate_tensors()
@@ -70,8 +84,7 @@ def rss_child(kind: str, path: str, runs: int) -> None:
         inputs = [np.zeros(t["shape"], t["dtype"]) for t in art.metadata["inputs"]]
         for _ in range(runs):
             art.run(inputs)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"after_imports_mb": after_imports / 1024, "peak_mb": peak / 1024}))
+    print(json.dumps({"after_imports_mb": after_imports, "peak_mb": _proc_status_mb("VmHWM")}))
 
 
 def peak_rss(kind: str, path: Path, threads: int, runs: int = 20) -> dict:
@@ -145,6 +158,7 @@ def main() -> int:
     from rich.table import Table
 
     console = Console(stderr=True)
+    out_console = Console() if sys.stdout.isatty() else Console(width=160)  # tables whole in a log file
     db = args.db or str(Path(tempfile.mkdtemp(prefix="tvmq-bench-int8-")) / "tune.db")
     out = Path(args.out)
     summary: dict = {"db": db, "trials": args.trials, "models": {}}
@@ -202,28 +216,28 @@ def main() -> int:
         tfl = entry["tflite_peak_rss"]
         table.add_row("TFLite", "", "", "", "", "", f"{model.stat().st_size / 1e6:.2f}", f"{tfl['inference_mb']:.0f}",
                       "", "")
-        Console().print(table)
+        out_console.print(table)
         q, i = entry["qdq"], entry["int8"]
         if q["untuned_ms"] and i["untuned_ms"]:
-            Console().print(f"int8 / QDQ: untuned {i['untuned_ms'] / q['untuned_ms']:.3f}, "
+            out_console.print(f"int8 / QDQ: untuned {i['untuned_ms'] / q['untuned_ms']:.3f}, "
                             f"tuned {i['tuned_ms'] / q['tuned_ms']:.3f}, library {i['library_mb'] / q['library_mb']:.3f}, "
                             f"inference RSS {i['peak_rss']['inference_mb'] / max(q['peak_rss']['inference_mb'], 1):.3f}")
-        Console().print(f"int8 intrinsics: {i['intrinsics']}")
-        Console().print(f"int8 vs TFLite: {i['agreement']}")
-        Console().print(f"int8 library instructions: {i['disassembly']}")
+        out_console.print(f"int8 intrinsics: {i['intrinsics']}")
+        out_console.print(f"int8 vs TFLite: {i['agreement']}")
+        out_console.print(f"int8 library instructions: {i['disassembly']}")
         tt = Table(title=f"{name} int8: where the tuned time goes", title_justify="left")
         for col in ("task", "weight", "MFLOP", "ms each", "share", "trials"):
             tt.add_column(col, justify="right")
         for t in entry["int8"]["tasks"][:15]:
             tt.add_row(t["task"], str(t["weight"]), f"{t['mflop']:.1f}",
                        f"{t['ms_each']:.4f}" if t["ms_each"] else "-", f"{t['share']:.1%}", str(t["trials"]))
-        Console().print(tt)
+        out_console.print(tt)
 
     clx = run_pipeline(console, model=str(MODELS / f"{args.models[0]}.tflite"), target="cascadelake", int8=True,
                        build_only=True, db=db, out_dir=out / "cascadelake-int8-build-only")
     summary["cascadelake_build_only"] = {"intrinsics": clx["transforms"].get("int8_intrinsics"),
                                          "disassembly": disassembly_counts(Path(clx["artifact"]["path"]))}
-    Console().print(f"cascadelake --int8 --build-only: {summary['cascadelake_build_only']}")
+    out_console.print(f"cascadelake --int8 --build-only: {summary['cascadelake_build_only']}")
     text = json.dumps(summary, indent=2)
     print(text)
     if args.json:

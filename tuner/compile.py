@@ -48,16 +48,17 @@ def build(mod, target, database=None, untuned: str = "naive"):
     """Compile a Relax module to a VM executable; tuned schedules come from ``database``.
 
     ``untuned``: what the functions the database does not cover become: ``"naive"`` (the plain
-    loops, what "untuned" latencies measure) or ``"design-space"`` (MetaSchedule's first valid
-    design-space point: tensorized, parallel, vectorized, unmeasured; for ``--build-only``)."""
+    loops, what "untuned" latencies measure), ``"design-space"`` (MetaSchedule's first valid
+    design-space point: tensorized, parallel, vectorized, unmeasured; for ``--build-only``) or
+    ``"design-space-dots"`` (that point for the functions holding an int8 dot product only)."""
     import tvm
 
     try:
         lowered = lower_to_tir(mod, target, database)
-        if untuned == "design-space":
+        if untuned in ("design-space", "design-space-dots"):
             from .rules import schedule_unscheduled
 
-            lowered, _ = schedule_unscheduled(lowered, target)
+            lowered, _ = schedule_unscheduled(lowered, target, only_dots=untuned == "design-space-dots")
         with target:
             return tvm.compile(lowered, target=target)
     except Exception as err:

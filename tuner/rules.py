@@ -195,9 +195,13 @@ def design_space_point(func, target, seed: int = 0):
 
     ctx = ms.TuneContext(mod=tvm.IRModule({"main": func}), target=target, space_generator=space_generator(),
                          rand_state=seed, num_threads=1)
-    for sch in ctx.space_generator.generate_design_space(ctx.mod):
-        if all(p.apply(sch) for p in ctx.space_generator.postprocs):
-            return sch.mod["main"]
+    try:
+        spaces = ctx.space_generator.generate_design_space(ctx.mod)
+        for sch in spaces:
+            if all(p.apply(sch) for p in ctx.space_generator.postprocs):
+                return sch.mod["main"]
+    except Exception:  # noqa: BLE001 - whatever stops the rules, the function keeps its plain loops
+        pass
     return None
 
 
@@ -205,16 +209,25 @@ def _is_scheduled(func) -> bool:
     return func.attrs is not None and "tirx.is_scheduled" in func.attrs and bool(func.attrs["tirx.is_scheduled"])
 
 
-def schedule_unscheduled(lowered, target, seed: int = 0):
+def _has_dot(func) -> bool:
+    import tvm
+    from tvm.s_tir import Schedule
+
+    sch = Schedule(tvm.IRModule({"main": func}))
+    return any(DOT_ANNOTATION in sch.get(b).annotations for b in _all_blocks(sch))
+
+
+def schedule_unscheduled(lowered, target, seed: int = 0, only_dots: bool = False):
     """The module after the zero pipeline with every function the database did not schedule
-    replaced by :func:`design_space_point` (where one exists). For builds that cannot be
-    measured (``--build-only``), whose untuned code would otherwise be naive single-threaded
-    loops with no dot-product instructions. Returns ``(module, number of functions scheduled)``."""
+    replaced by :func:`design_space_point` (where one exists); with ``only_dots``, only the
+    functions holding an annotated int8 dot product (unscheduled, those are naive loops that
+    never reach the instruction their weights were packed for). Returns ``(module, number of
+    functions scheduled)``."""
     import tvm
 
     funcs, done = {}, 0
     for gv, func in lowered.functions_items():
-        if isinstance(func, tvm.tirx.PrimFunc) and not _is_scheduled(func):
+        if isinstance(func, tvm.tirx.PrimFunc) and not _is_scheduled(func) and (not only_dots or _has_dot(func)):
             point = design_space_point(func, target, seed)
             if point is not None:
                 func = point.with_attr("tirx.is_scheduled", True)

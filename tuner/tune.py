@@ -28,7 +28,7 @@ from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
 from tvmq.errors import Interrupted
 
 from .rules import space_generator
-from .scheduler import EagerGradientScheduler, median_ms
+from .scheduler import EagerGradientScheduler, budget_tasks, median_ms
 from .tasks import DEFAULT_MODULE_EQUALITY, TaskInfo, describe, extract
 
 
@@ -128,6 +128,11 @@ def tune_contexts(tasks, work_dir: Path, seed: int, threads: int, population: in
         for t, rs in zip(tasks, seeds)
     ]
     return ctxs, [float(t.weight) for t in tasks]
+
+
+def _untuned_cost(info: TaskInfo) -> float:
+    """What a task costs the model untuned: weight x latency (FLOPs where it was not measured)."""
+    return info.weight * (info.untuned_ms if info.untuned_ms is not None else info.flops * 1e-9)
 
 
 def measure_untuned(tasks, target, builder, runner) -> list[float | None]:
@@ -290,14 +295,8 @@ def tune(lowered_mod, target, database, session_id: int | None, config: TuneConf
                     for info, v in zip(infos, measure_untuned(tasks, target, builder, runner)):
                         info.untuned_ms = v
                 result.curve.append({"trials": 0, "estimated_ms": result.estimated_ms("tuned")})
-            # A budget too small for one round of every task goes to the tasks that take the most
-            # time untuned (weight x latency; FLOPs where a task could not be measured).
             per_iter = max(1, min(config.num_trials_per_iter, config.trials))
-            if len(selected) * per_iter > config.trials:
-                def cost(i: int) -> float:
-                    t = infos[i]
-                    return t.weight * (t.untuned_ms if t.untuned_ms is not None else t.flops * 1e-9)
-                selected = sorted(sorted(selected, key=cost, reverse=True)[: max(1, config.trials // per_iter)])
+            selected = budget_tasks(selected, [_untuned_cost(infos[i]) for i in selected], config.trials, per_iter)
             patience = config.patience or max(32, 3 * per_iter)
             ctxs, weights = tune_contexts([tasks[i] for i in selected], config.work_dir, config.seed, config.threads,
                                           config.population)
