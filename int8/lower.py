@@ -885,11 +885,16 @@ def lower_qdq_to_int8(mod: tvm.IRModule, mode: str = "tflite", scheme: Optional[
 def intrinsic_counts(mod: tvm.IRModule) -> Dict[str, int]:
     """How many layers of a module from :func:`lower_qdq_to_int8` use each dot-product
     intrinsic (and ``"NAME (could saturate)"``: layers that passed over a saturating one)."""
+    return _attr_dict(mod, "tvmq_int8_intrinsics")
+
+
+def _attr_dict(mod: tvm.IRModule, key: str) -> dict:
+    """A dict :func:`lower_qdq_to_int8` stored in the module's attributes ({} when absent)."""
     import ast
 
-    if mod.attrs is None or "tvmq_int8_intrinsics" not in mod.attrs:
+    if mod.attrs is None or key not in mod.attrs:
         return {}
-    return ast.literal_eval(str(mod.attrs["tvmq_int8_intrinsics"]))
+    return ast.literal_eval(str(mod.attrs[key]))
 
 
 def qdq_op_counts(mod: tvm.IRModule) -> Dict[str, int]:
@@ -908,10 +913,6 @@ def qdq_op_counts(mod: tvm.IRModule) -> Dict[str, int]:
 def lowering_stats(mod: tvm.IRModule) -> Dict[str, Dict[str, int]]:
     """Per-op coverage ``{op: {"lowered": n, "qdq": m}}`` for a module returned by
     :func:`lower_qdq_to_int8`; ``"remaining"`` counts the quantize/dequantize ops left."""
-    import ast
-
-    stats = {}
-    if mod.attrs is not None and "tvmq_int8_stats" in mod.attrs:
-        stats = ast.literal_eval(str(mod.attrs["tvmq_int8_stats"]))
+    stats = _attr_dict(mod, "tvmq_int8_stats")
     stats["remaining"] = qdq_op_counts(mod)
     return stats

@@ -107,13 +107,13 @@ def tensorized_build(mod, target):
     build, tensorized, without tuning). Returns ``(executable, functions holding a dot-product
     intrinsic call)``."""
     import tvm
-    from tvm import relax
 
+    from tvmq.tuner.compile import lower_to_tir
     from tvmq.tuner.rules import schedule_unscheduled
 
     target = tvm.target.Target(target) if isinstance(target, dict) else target
     with target:
-        lowered, _ = schedule_unscheduled(relax.get_pipeline("zero")(mod), target)
+        lowered, _ = schedule_unscheduled(lower_to_tir(mod, target), target)
         n = sum("call_llvm_pure_intrin" in f.script() for _, f in lowered.functions_items()
                 if isinstance(f, tvm.tirx.PrimFunc))
         return tvm.compile(lowered, target=target), n

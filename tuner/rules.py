@@ -116,7 +116,7 @@ class RequireTensorized(PyPostproc):
         pass
 
     def apply(self, sch) -> bool:
-        return not any(DOT_ANNOTATION in sch.get(b).annotations for b in _all_blocks(sch))
+        return not _has_dot_block(sch)
 
     def clone(self):
         return RequireTensorized()
@@ -209,12 +209,16 @@ def _is_scheduled(func) -> bool:
     return func.attrs is not None and "tirx.is_scheduled" in func.attrs and bool(func.attrs["tirx.is_scheduled"])
 
 
+def _has_dot_block(sch) -> bool:
+    """Whether a block of the schedule still carries the ``tvmq_dot`` annotation."""
+    return any(DOT_ANNOTATION in sch.get(b).annotations for b in _all_blocks(sch))
+
+
 def _has_dot(func) -> bool:
     import tvm
     from tvm.s_tir import Schedule
 
-    sch = Schedule(tvm.IRModule({"main": func}))
-    return any(DOT_ANNOTATION in sch.get(b).annotations for b in _all_blocks(sch))
+    return _has_dot_block(Schedule(tvm.IRModule({"main": func})))
 
 
 def schedule_unscheduled(lowered, target, seed: int = 0, only_dots: bool = False):
