@@ -212,3 +212,48 @@ def test_tuned_builds_schedule_only_the_dot_products_the_database_lacks():
     assert (n_dots, n_every) == (1, 2)
     assert _is_scheduled(dots["int8_conv2d"]) and not _is_scheduled(dots["plain_add"])
     assert _is_scheduled(every["plain_add"])
+
+
+def test_reshapes_that_run_as_views_are_not_tuning_tasks(models):
+    """The conv1x1 case reshapes its activation into the (C/4, 2, 2) view the intrinsic reads.
+    The build turns that call into a view (no kernel), so it must not be a tuning task."""
+    from tvm import relax
+
+    from tvmq.int8 import lower_qdq_to_int8
+    from tvmq.tuner.tasks import dedup_counts, extract, runs_as_view
+
+    target = get_profile("znver3").tvm_target(2)
+    with target:
+        lowered = relax.get_pipeline("zero")(lower_qdq_to_int8(import_tflite(models["conv1x1"]), scheme="avx2"))
+    every = extract(lowered, target, views=True)
+    reshapes = [t for t in every if runs_as_view(t)]
+    assert reshapes, [t.task_name for t in every]
+    tasks = extract(lowered, target)
+    assert {t.task_name for t in tasks} == {t.task_name for t in every} - {t.task_name for t in reshapes}
+    assert any(t.task_name.startswith("int8_conv2d") for t in tasks)
+    counts = dedup_counts(lowered, target)
+    assert counts["views"] == sum(t.weight for t in reshapes)
+
+    # The premise: after the build's RewriteDataflowReshape no call of those functions is left.
+    before = {str(gv.name_hint) for gv in _called_prim_funcs(lowered)}
+    assert {t.task_name for t in reshapes} <= before
+    rewritten = relax.transform.RewriteDataflowReshape()(lowered)
+    called = {str(gv.name_hint) for gv in _called_prim_funcs(rewritten)}
+    for t in reshapes:
+        assert t.task_name not in called, t.task_name
+
+
+def _called_prim_funcs(mod):
+    """The TIR functions the module's Relax functions call (``call_tir``'s first argument)."""
+    from tvm import relax
+
+    called = []
+
+    def visit(expr):
+        if isinstance(expr, relax.Call) and expr.args and isinstance(expr.args[0], relax.GlobalVar):
+            called.append(expr.args[0])
+
+    for func in mod.functions.values():
+        if isinstance(func, relax.Function):
+            relax.analysis.post_order_visit(func.body, visit)
+    return called

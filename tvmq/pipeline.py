@@ -279,7 +279,8 @@ def _tune(opts: Options, loaded, mod, target, profile, threads: int, out_dir: Pa
         if session_id is not None:
             database.end_session(session_id, status=status, trials_done=None)
     result.dedup = dedup
-    console.print(f"tasks: {dedup['fused_calls']} fused calls → {dedup['structural']} structurally distinct → "
+    views = f" (+ {dedup['views']} reshapes that run as views)" if dedup.get("views") else ""
+    console.print(f"tasks: {dedup['fused_calls']} fused calls{views} → {dedup['structural']} structurally distinct → "
                   f"{dedup['anchor-block']} with {DEFAULT_MODULE_EQUALITY} sharing; "
                   f"{sum(t.in_db for t in result.tasks)} have records for this target")
     if opts.trials > 0:
