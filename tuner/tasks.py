@@ -41,9 +41,11 @@ class TaskInfo:
 
 def runs_as_view(task) -> bool:
     """Whether the build replaces the task's function by a view (a pure reshape)."""
+    import tvm
     from tvm import relax
 
-    return bool(relax.analysis.has_reshape_pattern(task.dispatched[0]))
+    funcs = [f for f in task.dispatched[0].functions.values() if isinstance(f, tvm.tirx.PrimFunc)]
+    return len(funcs) == 1 and bool(relax.analysis.has_reshape_pattern(funcs[0]))
 
 
 def extract(lowered_mod, target, module_equality: str = DEFAULT_MODULE_EQUALITY, views: bool = False):
