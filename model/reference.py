@@ -46,6 +46,10 @@ class Reference:
         self._it.invoke()
         return [np.array(self._it.get_tensor(d["index"])) for d in self._outputs]
 
+    def invoke(self) -> None:
+        """One inference on the inputs the last ``run``/``benchmark`` set (nothing copied)."""
+        self._it.invoke()
+
     def benchmark(self, arrays: list[np.ndarray], repeat: int, warmup: int = 3) -> list[float]:
         """Wall-clock seconds of ``repeat`` invocations after ``warmup`` ones."""
         self._set(arrays)
