@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tvmq.tuner.scheduler import budget_tasks
 
-# an int8 mobilenet_v2 in miniature: a few convolutions, many near-free reshapes
+# an int8 mobilenet_v2 in miniature: a few convolutions, many near-free adds and requantizes
 IDS = [10, 11, 12, 13, 14, 15, 16, 17]
 COSTS = [5.0, 0.01, 20.0, 0.02, 9.0, 0.005, 0.8, 1.0]
 

@@ -61,13 +61,14 @@ def dedup_counts(lowered_mod, target) -> dict:
     """How many tuning tasks each equality makes (and how many fused calls there are, and how
     many reshape calls run as views)."""
     every = extract(lowered_mod, target, "structural", views=True)
-    structural = [t for t in every if not runs_as_view(t)]
+    as_view = [runs_as_view(t) for t in every]
+    structural = [t for t, view in zip(every, as_view) if not view]
     anchor = extract(lowered_mod, target, "anchor-block")
     return {
         "fused_calls": int(sum(t.weight for t in structural)),
         "structural": len(structural),
         "anchor-block": len(anchor),
-        "views": int(sum(t.weight for t in every)) - int(sum(t.weight for t in structural)),
+        "views": int(sum(t.weight for t, view in zip(every, as_view) if view)),
     }
 
 
