@@ -373,7 +373,9 @@ class _Int8Mutator(PyExprMutator):
         if choice.zero_points:
             bias_eff = bias
         else:
-            k_total = int(np.prod(wq.shape[:-2])) * (wq.shape[-2] + (-wq.shape[-2] % 4))
+            # the window sum covers the real input channels only (the padding to a multiple of 4
+            # meets zero weights in ``acc``), so its constant counterpart must count them alone
+            k_total = int(np.prod(wq.shape[:-2])) * wq.shape[-2]
             bias_eff = bias - zp_x * (bsum[:oc] + choice.cw * k_total)
         _require(np.all(np.abs(bias_eff) < 2**31), "bias overflow")
         self.dot_stats[choice.intrin] += 1

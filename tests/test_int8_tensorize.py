@@ -172,6 +172,24 @@ def test_uint8_conv_asymmetric_weights(weights, zp_w, expect, instruction):
         np.testing.assert_array_equal(out, ref)
 
 
+@pytest.mark.parametrize("c", [3, 5])
+def test_uint8_conv_channels_not_a_multiple_of_4(c):
+    """Channels padded to a multiple of 4 for the intrinsic must not enter the zero-point
+    algebra. The window-sum form (``cw != 0``: VNNI's ``w - 128``, Arm udot's plain uint8) once
+    counted the padded channels in its constant ``zp_x * cw * K`` term, which broke the first conv
+    of every RGB model: on a VNNI machine mobilenet_v2 quant's top-5 differed from TFLite's."""
+    from tvmq.int8 import dot, lower_qdq_to_int8
+
+    for weights, zp_w in (((-128, 127), None), ((-131, 124), 131)):
+        mod, x, ref = _u8_conv(np.random.default_rng(11), weights, zp_w, c=c, stride=2)
+        for scheme in (None, "avx2", "avx512", "vnni", "sdot"):
+            low = lower_qdq_to_int8(mod, scheme=scheme)
+            assert np.array_equal(run_tvm(low, [x]), ref), (weights, scheme)
+    # the second weights do not fit int8 around their zero point: VNNI takes the window-sum form
+    w = np.array([0, 131, 255], np.uint8).reshape(1, 1, 3, 1)
+    assert dot.choose("vnni", "uint8", w, 131).cw == 128 - 131
+
+
 def test_uint8_conv_on_vnni_and_udot_builds():
     """uint8 activations on VNNI (u8 x i8, weights shifted by 128) and Arm (udot, u8 x u8)."""
     from tvmq.int8 import intrinsic_counts, lower_qdq_to_int8
