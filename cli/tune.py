@@ -88,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
                             "target's dot-product instruction (vpmaddubsw/vpmaddwd, vpdpbusd, sdot/udot: the "
                             "profile's int8 scheme), which tuning tensorizes (default: the QDQ float graph TVM "
                             "imports)")
+    build.add_argument("--requant", choices=("tflite", "xnnpack"), default="tflite",
+                       help="with --int8, how accumulators are scaled to the next layer's integers: tflite "
+                            "(default; TFLite's fixed-point multiply and shift, bit-exact with its reference "
+                            "kernels) or xnnpack (the fp32 scaling the XNNPACK delegate, TFLite's default on "
+                            "x86 and Arm, computes: cheaper in vector code; differs from tflite by at most one "
+                            "unit on ties). The two build different kernels, tuned separately")
     build.add_argument("--layout", default="profile", metavar="LAYOUT",
                        help="convolution data layout: profile (the target profile's choice, default), NHWC, "
                             "NCHW, or NCHW<b>c such as NCHW16c")
@@ -146,6 +152,7 @@ def main(argv: list[str] | None = None) -> None:
             build_only=args.build_only,
             show_tasks=args.show_tasks,
             int8=args.int8,
+            requant=args.requant,
             layout=args.layout,
             winograd=args.winograd,
             rpc_tracker=args.rpc_tracker,

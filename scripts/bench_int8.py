@@ -143,6 +143,8 @@ def main() -> int:
     ap.add_argument("--labels", default=str(MODELS / "imagenet_labels.txt"))
     ap.add_argument("--trials", type=int, default=800, help="trials per path and model (0: database only)")
     ap.add_argument("--target", default="native")
+    ap.add_argument("--requant", choices=("tflite", "xnnpack"), default="tflite",
+                    help="the integer path's requantization (tvmq-tune --requant)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--repeat", type=int, default=50)
     ap.add_argument("--db", help="tuning database (default: a fresh one in a temporary folder)")
@@ -171,7 +173,8 @@ def main() -> int:
         for path, int8 in (("qdq", False), ("int8", True)):
             runs[path] = run_pipeline(console, model=str(model), target=args.target, images=args.images,
                                       labels=args.labels, trials=args.trials, db=db, repeat=args.repeat,
-                                      threads=args.threads, int8=int8, out_dir=out / f"{name}-{path}")
+                                      threads=args.threads, int8=int8, out_dir=out / f"{name}-{path}",
+                                      **({"requant": args.requant} if int8 else {}))
         threads = runs["int8"]["target"]["threads"]
         entry: dict = {"threads": threads, "target": runs["int8"]["target"]["name"]}
         for path, r in runs.items():
@@ -234,6 +237,7 @@ def main() -> int:
         out_console.print(tt)
 
     clx = run_pipeline(console, model=str(MODELS / f"{args.models[0]}.tflite"), target="cascadelake", int8=True,
+                       requant=args.requant,
                        build_only=True, db=db, out_dir=out / "cascadelake-int8-build-only")
     summary["cascadelake_build_only"] = {"intrinsics": clx["transforms"].get("int8_intrinsics"),
                                          "disassembly": disassembly_counts(Path(clx["artifact"]["path"]))}

@@ -162,3 +162,30 @@ def test_int8_path_on_a_real_model(capsys, tmp_path, models_dir):
     (img,) = load_json(report_path)["images"]
     assert img["top1_match"] and img["top5_match"]
     assert img["outputs"][0]["max_abs_diff"] <= 5
+
+
+@pytest.mark.shared_models
+def test_int8_requant_modes_on_a_real_model(capsys, tmp_path, models_dir):
+    """--requant xnnpack builds the fp32 requantization of the XNNPACK delegate, which the
+    verification runs against: its outputs must match that interpreter at least as closely as
+    the fixed-point mode does, and the report must say which mode was built."""
+    out = {}
+    for mode in ("tflite", "xnnpack"):
+        report_path = tmp_path / f"{mode}.json"
+        rc, err = run_tune(capsys, ["--model", str(models_dir / "mobilenet_v1_0.25_128_quant.tflite"), "--int8",
+                                    "--requant", mode, "--image", str(models_dir / "cat.bmp"),
+                                    str(models_dir / "parrot.jpg"), "--out", str(tmp_path / mode), "--json",
+                                    str(report_path), "--trials", "0", "--repeat", "3",
+                                    "--db", str(tmp_path / "t.db")])
+        assert rc == 0, err
+        r = load_json(report_path)
+        assert r["transforms"]["requant"] == mode
+        out[mode] = [o for img in r["images"] for o in img["outputs"]]
+    for t, x in zip(out["tflite"], out["xnnpack"]):
+        assert x["max_abs_diff"] <= t["max_abs_diff"] and x["identical_share"] >= t["identical_share"], (t, x)
+    print({m: [(o["max_abs_diff"], o["identical_share"]) for o in v] for m, v in out.items()})
+
+
+def test_requant_needs_int8(capsys, model_factory):
+    rc, err = run_tune(capsys, ["--model", str(model_factory.path("uint8")), "--requant", "xnnpack"])
+    assert rc == 2 and "--requant" in err and "--int8" in err and "Traceback" not in err, err

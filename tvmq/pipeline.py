@@ -36,6 +36,7 @@ class Options:
     rpc_key: str | None = None
     show_tasks: bool = False
     int8: bool = False  # lower QDQ to integer arithmetic (tvmq.int8)
+    requant: str = "tflite"  # with int8: "tflite" (fixed point, bit-exact) or "xnnpack" (fp32 scaling)
     layout: str = "profile"  # "profile" (the target profile's choice), NHWC, NCHW, NCHW16c, ...
     winograd: bool | None = None  # None: the profile's choice
     runner: object | None = None  # an ms Runner for remote measurement
@@ -87,6 +88,9 @@ def run(opts: Options, console: Console | None = None) -> dict:
         raise UsageError("--build-only tunes nothing: drop --trials, or tune on the device with --rpc-tracker")
     if bool(opts.rpc_tracker) != bool(opts.rpc_key):
         raise UsageError("--rpc-tracker and --rpc-key go together")
+    if opts.requant != "tflite" and not opts.int8:
+        raise UsageError("--requant chooses how --int8 kernels requantize: add --int8 (the QDQ float graph "
+                         "has no integer requantization to choose)")
     if measure_here:
         profile.check_runnable()
     if opts.rpc_tracker and not opts.build_only:
@@ -119,8 +123,10 @@ def run(opts: Options, console: Console | None = None) -> dict:
 
         scheme = profile.int8_scheme
         with Step(console, timings, "int8", "lower QDQ to integer arithmetic"
-                  + (f" ({scheme} dot products)" if scheme else " (no dot-product intrinsics for this target)")):
-            mod = lower_qdq_to_int8(mod, scheme=scheme)
+                  + (f" ({scheme} dot products" if scheme else " (no dot-product intrinsics for this target")
+                  + f", {opts.requant} requantization)"):
+            mod = lower_qdq_to_int8(mod, mode=opts.requant, scheme=scheme)
+            transforms["requant"] = opts.requant
             transforms["int8"] = lowering_stats(mod)
             transforms["int8_intrinsics"] = intrinsic_counts(mod)
     layout = opts.layout if opts.layout != "profile" else None
