@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "target's dot-product instruction (vpmaddubsw/vpmaddwd, vpdpbusd, sdot/udot: the "
                             "profile's int8 scheme), which tuning tensorizes (default: the QDQ float graph TVM "
                             "imports)")
+    # tvmq.int8.requant.MODES, spelled out: importing it loads TVM, which --help should not wait for
     build.add_argument("--requant", choices=("tflite", "xnnpack"), default="tflite",
                        help="with --int8, how accumulators are scaled to the next layer's integers: tflite "
                             "(default; TFLite's fixed-point multiply and shift, bit-exact with its reference "

@@ -843,8 +843,8 @@ class LowerQDQToInt8:
     """
 
     def __init__(self, mode: str = "tflite", scheme: Optional[str] = None):
-        if mode not in ("tflite", "xnnpack"):
-            raise ValueError(f"mode must be 'tflite' or 'xnnpack', got {mode!r}")
+        if mode not in rq.MODES:
+            raise ValueError(f"mode must be one of {', '.join(rq.MODES)}, got {mode!r}")
         if scheme is not None and scheme not in dot.SCHEMES:
             raise ValueError(f"unknown dot-product scheme {scheme!r}: known are {', '.join(dot.scheme_names())}")
         self.mode = mode

@@ -73,6 +73,7 @@ INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
 
 __all__ = [
+    "MODES",
     "quantize_multiplier",
     "quantize_multipliers",
     "saturating_rounding_doubling_high_mul",
@@ -91,6 +92,9 @@ __all__ = [
     "requantize_fp32_tir",
     "xnnpack_scale",
 ]
+
+# the two requantization modes described above (``tvmq-tune --requant``)
+MODES = ("tflite", "xnnpack")
 
 
 # ----------------------------------------------------------------------------- numpy reference

@@ -136,6 +136,8 @@ def disassembly_counts(lib: Path) -> dict:
 
 # ------------------------------------------------------------------------------ main
 def main() -> int:
+    from tvmq.int8.requant import MODES
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=DEFAULT_MODELS, help="model names in the models folder")
     ap.add_argument("--images", nargs="+", default=[str(MODELS / n) for n in ("cat.bmp", "grace_hopper.bmp",
@@ -143,7 +145,7 @@ def main() -> int:
     ap.add_argument("--labels", default=str(MODELS / "imagenet_labels.txt"))
     ap.add_argument("--trials", type=int, default=800, help="trials per path and model (0: database only)")
     ap.add_argument("--target", default="native")
-    ap.add_argument("--requant", choices=("tflite", "xnnpack"), default="tflite",
+    ap.add_argument("--requant", choices=MODES, default="tflite",
                     help="the integer path's requantization (tvmq-tune --requant)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--repeat", type=int, default=50)

@@ -32,6 +32,18 @@ def _block(fn, runs: int) -> float:
     return statistics.median(times) * 1e3
 
 
+def interleave(engines: dict, blocks: int, runs: int) -> dict[str, list[float]]:
+    """Each engine's block medians (ms): a warm-up block each, then ``blocks`` rounds of one block
+    of ``runs`` invocations per engine, in turn, so that every engine sees the same host moments."""
+    for fn in engines.values():
+        _block(fn, 5)
+    out: dict[str, list[float]] = {name: [] for name in engines}
+    for _ in range(blocks):
+        for name, fn in engines.items():
+            out[name].append(_block(fn, runs))
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", help="the .tflite model the libraries were built from")
@@ -59,12 +71,7 @@ def main() -> int:
         art = load(Path(lib))
         vm, inputs = art.runnable.vm, input_tensors(sample.arrays)
         engines[str(lib)] = lambda vm=vm, inputs=inputs: vm["main"](*inputs)
-    for fn in engines.values():  # warm up
-        _block(fn, 5)
-    blocks: dict[str, list[float]] = {name: [] for name in engines}
-    for _ in range(args.blocks):
-        for name, fn in engines.items():
-            blocks[name].append(_block(fn, args.runs))
+    blocks = interleave(engines, args.blocks, args.runs)
     medians = {name: statistics.median(v) for name, v in blocks.items()}
     base = next(iter(medians.values()))
     table = Table(title=f"{loaded.name}: {args.blocks} interleaved blocks of {args.runs} runs, "

@@ -186,6 +186,14 @@ def test_int8_requant_modes_on_a_real_model(capsys, tmp_path, models_dir):
     print({m: [(o["max_abs_diff"], o["identical_share"]) for o in v] for m, v in out.items()})
 
 
+def test_requant_choices_are_the_lowerings_modes():
+    from tvmq.cli.tune import build_parser
+    from tvmq.int8.requant import MODES
+
+    (action,) = [a for a in build_parser()._actions if a.dest == "requant"]
+    assert tuple(action.choices) == MODES
+
+
 def test_requant_needs_int8(capsys, model_factory):
     rc, err = run_tune(capsys, ["--model", str(model_factory.path("uint8")), "--requant", "xnnpack"])
     assert rc == 2 and "--requant" in err and "--int8" in err and "Traceback" not in err, err

@@ -83,14 +83,16 @@ def outputs_to_numpy(result) -> list[np.ndarray]:
 
 
 class Runnable:
-    """A Relax VM over a compiled executable or a loaded library, on the local CPU."""
+    """A Relax VM over a compiled executable or a loaded library, on the local CPU. It uses the
+    runtime's VM class (``relax.VirtualMachine`` is the same), so a loaded library needs only
+    TVM's runtime, not its compiler."""
 
     def __init__(self, executable_or_module):
         import tvm
-        from tvm import relax
+        from tvm.runtime.vm import VirtualMachine
 
         self.device = tvm.cpu()
-        self.vm = relax.VirtualMachine(executable_or_module, self.device)
+        self.vm = VirtualMachine(executable_or_module, self.device)
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         return outputs_to_numpy(self.vm["main"](*input_tensors(arrays)))

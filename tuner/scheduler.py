@@ -36,8 +36,7 @@ def budget_tasks(tasks: list[int], costs: list[float], trials: int, per_iter: in
     together hold at most ``negligible`` of the untuned time are left to their default schedule
     (an int8 mobilenet_v2 has a dozen adds and requantizes of a few microseconds each: one
     round each is ~200 trials taken from the convolutions). When it cannot give the rest one
-    round each, only
-    the costliest ``trials // per_iter`` are searched."""
+    round each, only the costliest ``trials // per_iter`` are searched."""
     order = sorted(range(len(tasks)), key=lambda k: -costs[k])
     if len(order) * per_iter * rounds > trials:
         total = sum(costs) or 1.0
