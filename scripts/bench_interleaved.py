@@ -32,14 +32,19 @@ def _block(fn, runs: int) -> float:
     return statistics.median(times) * 1e3
 
 
-def interleave(engines: dict, blocks: int, runs: int) -> dict[str, list[float]]:
+def interleave(engines: dict, blocks: int, runs: int, settle_s: float = 0.05) -> dict[str, list[float]]:
     """Each engine's block medians (ms): a warm-up block each, then ``blocks`` rounds of one block
-    of ``runs`` invocations per engine, in turn, so that every engine sees the same host moments."""
+    of ``runs`` invocations per engine, in turn, so that every engine sees the same host moments.
+
+    Each block starts ``settle_s`` after the previous one ended: TVM's and XNNPACK's worker
+    threads spin for a while after a parallel job before they sleep, and a short block of the
+    other engine run in that while would compete with them for the cores."""
     for fn in engines.values():
         _block(fn, 5)
     out: dict[str, list[float]] = {name: [] for name in engines}
     for _ in range(blocks):
         for name, fn in engines.items():
+            time.sleep(settle_s)
             out[name].append(_block(fn, runs))
     return out
 

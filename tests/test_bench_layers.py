@@ -1,0 +1,49 @@
+"""``scripts/bench_layers.py`` rebuilds a model's convolutions as one-op models: what it reads
+from a flatbuffer must be the layer it then builds, or its per-layer table compares the wrong
+layers."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+
+from bench_layers import Layer, model_layers, one_op_model  # noqa: E402
+
+from tvmq.model import load_model  # noqa: E402
+
+from .tflite_factory import quantized, small_cnn  # noqa: E402
+
+
+def _load(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content)
+    return load_model(path)
+
+
+def test_reads_every_convolution_of_a_model(tmp_path):
+    layers = model_layers(_load(tmp_path, "cnn.tflite", quantized(small_cnn(size=32), io_dtype="int8")))
+    assert layers == {
+        Layer("conv2d", 32, 32, 3, 8, 3, 3, 2, "same", "relu6"): 1,
+        Layer("depthwise", 16, 16, 8, 8, 3, 3, 1, "same", "relu"): 1,
+        Layer("conv2d", 16, 16, 8, 16, 1, 1, 1, "valid", "relu"): 1,  # Keras default padding
+    }
+
+
+@pytest.mark.parametrize("layer", [
+    Layer("conv2d", 20, 20, 8, 24, 3, 3, 2, "valid", "relu6"),
+    Layer("depthwise", 14, 14, 16, 16, 3, 3, 2, "same", None),
+    Layer("conv2d", 7, 7, 32, 8, 1, 1, 1, "same", None),
+])
+def test_one_op_model_is_the_layer_it_was_built_from(tmp_path, layer):
+    loaded = _load(tmp_path, "layer.tflite", one_op_model(layer, seed=0))
+    assert model_layers(loaded) == {layer: 1}
+
+
+def test_macs_count_each_output_once():
+    assert Layer("conv2d", 8, 8, 4, 16, 1, 1, 1, "same", None).macs() == 8 * 8 * 16 * 4
+    assert Layer("depthwise", 8, 8, 4, 4, 3, 3, 2, "same", None).macs() == 4 * 4 * 4 * 9
+    assert Layer("conv2d", 9, 9, 2, 3, 3, 3, 2, "valid", None).macs() == 4 * 4 * 3 * 18
