@@ -99,14 +99,14 @@ def _supported_ops(model) -> tuple[set[str], frozenset]:
     return set(conv.convert_map), OperatorConverter._SUPPORTED_QUANTIZED_OPS
 
 
-def inspect_model(loaded: LoadedModel) -> ModelInfo:
+def operator_names(model) -> list[str]:
+    """The name of each operator code of a parsed flatbuffer (``tflite.Model``), by its index
+    (what ``Operator.OpcodeIndex()`` refers to): ``CONV_2D``, ..., ``CUSTOM:<name>`` for a
+    custom operator, ``BUILTIN_<n>`` for a code this ``tflite`` package does not know."""
     import tflite
 
-    model = loaded.tflite_model
     op_names = _enum_names(tflite.BuiltinOperator)
-    subgraph = model.Subgraphs(0)
-    codes = []
-    custom = []
+    names = []
     for i in range(model.OperatorCodesLength()):
         oc = model.OperatorCodes(i)
         code = max(oc.DeprecatedBuiltinCode(), oc.BuiltinCode())
@@ -114,7 +114,17 @@ def inspect_model(loaded: LoadedModel) -> ModelInfo:
         if name == "CUSTOM":
             cc = oc.CustomCode()
             name = "CUSTOM:" + (cc.decode("utf-8", "replace") if cc else "?")
-        codes.append(name)
+        names.append(name)
+    return names
+
+
+def inspect_model(loaded: LoadedModel) -> ModelInfo:
+    import tflite
+
+    model = loaded.tflite_model
+    subgraph = model.Subgraphs(0)
+    codes = operator_names(model)
+    custom = []
 
     supported, supported_quant = _supported_ops(model)
     counts: Counter[str] = Counter()

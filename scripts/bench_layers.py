@@ -94,14 +94,15 @@ def model_layers(loaded) -> Counter:
     """The model's convolutions (subgraph 0), counted by their distinct :class:`Layer`."""
     import tflite
 
+    from tvmq.model.inspect import operator_names
+
     model = loaded.tflite_model
-    names = {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_")}
+    names = operator_names(model)
     sg = model.Subgraphs(0)
     found: Counter = Counter()
     for o in range(sg.OperatorsLength()):
         op = sg.Operators(o)
-        oc = model.OperatorCodes(op.OpcodeIndex())
-        name = names.get(max(oc.DeprecatedBuiltinCode(), oc.BuiltinCode()))
+        name = names[op.OpcodeIndex()]
         if name not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
             continue
         x = sg.Tensors(int(op.Inputs(0))).ShapeAsNumpy()
@@ -112,15 +113,14 @@ def model_layers(loaded) -> Counter:
         opts.Init(table.Bytes, table.Pos)
         if opts.StrideH() != opts.StrideW() or opts.DilationHFactor() != 1 or opts.DilationWFactor() != 1:
             continue  # not a layer this script can rebuild as it is
-        act = _ACTIVATIONS.get(opts.FusedActivationFunction(), "unsupported")
-        if act == "unsupported":
+        if opts.FusedActivationFunction() not in _ACTIVATIONS:
             continue
         padding = "same" if opts.Padding() == tflite.Padding.SAME else "valid"
         kind = "conv2d" if name == "CONV_2D" else "depthwise"
         if kind == "depthwise" and int(y[3]) != int(x[3]):
             continue  # channel multiplier > 1
         found[Layer(kind, int(x[1]), int(x[2]), int(x[3]), int(y[3]), int(wt[1]), int(wt[2]),
-                    int(opts.StrideH()), padding, act)] += 1
+                    int(opts.StrideH()), padding, _ACTIVATIONS[opts.FusedActivationFunction()])] += 1
     return found
 
 
@@ -175,7 +175,8 @@ def main() -> int:
     set_threads(args.threads)
     profile, _ = resolve_target(args.target, args.threads)
     target = profile.tvm_target(num_cores=args.threads)
-    scoped = open_database(args.db).scoped(target, module_equality=tasks_mod.DEFAULT_MODULE_EQUALITY)
+    database = open_database(args.db)
+    scoped = database.scoped(target, module_equality=tasks_mod.DEFAULT_MODULE_EQUALITY)
     layers = model_layers(load_model(args.model))
     if args.only:
         layers = Counter({k: v for k, v in layers.items() if k.kind == args.only})
@@ -190,9 +191,7 @@ def main() -> int:
             loaded = load_model(path)
             mod = lower_qdq_to_int8(import_relax(loaded), mode=args.requant, scheme=profile.int8_scheme)
             mod = apply_profile_transforms(mod, profile)
-            lowered = lower_to_tir(mod, target)
-            found = [scoped.query_tuning_record(t.dispatched[0], target, t.task_name) is not None
-                     for t in tasks_mod.extract(lowered, target)]
+            infos = tasks_mod.describe(tasks_mod.extract(lower_to_tir(mod, target), target), database, target)
             runnable = Runnable(build(mod, target, database=scoped, untuned="design-space"))
             ref = Reference(loaded, args.threads)
             rng = np.random.default_rng(n)
@@ -210,7 +209,7 @@ def main() -> int:
             blocks = interleave(engines, args.blocks, runs)
             t_ref, t_us = (statistics.median(blocks[k]) for k in ("tflite", "tvmq"))
             best = min(blocks["tvmq"]) / min(blocks["tflite"])
-            rows.append(Row(layer, count, t_ref, t_us, best, all(found) and bool(found), diff))
+            rows.append(Row(layer, count, t_ref, t_us, best, bool(infos) and all(t.in_db for t in infos), diff))
             console.print(f"  {layer.describe():40s} x{count}  TFLite {t_ref * 1e3:8.1f} us  tvmq {t_us * 1e3:8.1f} us"
                           f"  {t_us / t_ref:5.2f}x (best blocks {best:4.2f}x)  max diff {diff}")
 
