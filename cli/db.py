@@ -39,6 +39,7 @@ examples:
   tvmq-db merge other/tvmq.db               copy what another machine tuned
   tvmq-db prune --keep 5                    keep the 5 best records per workload per target
   tvmq-db check                             integrity: SQLite, orphans, unreadable traces
+  tvmq-db upgrade                           bring an older database to the newest schema
 
 exit status: 0 success, 1 `check` found problems, 2 error (one line on stderr), 130 Ctrl-C.
 """
@@ -111,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quick", action="store_true", help="parse traces as JSON instead of replaying them")
     s.add_argument("--fix", action="store_true",
                    help="delete orphaned and unreadable records and workloads")
+
+    add("upgrade", "bring the database to the newest schema revision",
+        "Run the schema migrations (Alembic) that this tvmq has and the database lacks, and say\n"
+        "which revision it is at. Every command already does this when it opens a database.")
     return p
 
 
@@ -215,9 +220,6 @@ def cmd_targets(db, args, out: Console) -> int:
         table.add_row(t.target_key, _cpu_of(t.target_json), str(t.num_records), str(t.num_workloads),
                       str(t.num_sessions), fmt_secs(t.best_total_secs), fmt_time(t.last_record_at))
     out.print(table if rows else f"No tuning records in {db.where}.")
-    if rows and getattr(args, "verbose", False):
-        for t in rows:
-            out.print(f"{t.target_key}: {t.target_json}", highlight=False)
     return 0
 
 
@@ -294,9 +296,20 @@ def cmd_check(db, args, out: Console) -> int:
     return 1
 
 
+def cmd_upgrade(db, args, out: Console) -> int:
+    done = db.upgrade()
+    if done.changed:
+        before = f"revision {done.before}" if done.before else "schema 1 (before migrations)"
+        out.print(f"Upgraded {db.where} from {before} to revision {done.after}.")
+    else:
+        out.print(f"{db.where} is at the newest schema revision ({done.after}).")
+    return 0
+
+
 COMMANDS = {
     "sessions": cmd_sessions, "workloads": cmd_workloads, "targets": cmd_targets, "best": cmd_best,
     "export": cmd_export, "import": cmd_import, "merge": cmd_merge, "prune": cmd_prune, "check": cmd_check,
+    "upgrade": cmd_upgrade,
 }
 
 

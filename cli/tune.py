@@ -45,9 +45,6 @@ examples:
 """
 
 
-DEFAULT_TRIALS = 200
-
-
 def build_parser() -> argparse.ArgumentParser:
     from tvmq.model.builtin import DEFAULT
 
@@ -134,33 +131,11 @@ def main(argv: list[str] | None = None) -> None:
             Console().print(render_targets_table())
             return 0
         from tvmq import pipeline
+        from tvmq.options import RunOptions
 
-        opts = pipeline.Options(
-            model=args.model,
-            target=args.target,
-            images=[p for group in args.image for p in group],
-            labels=args.labels,
-            trials=args.trials if args.trials is not None else (0 if args.build_only else DEFAULT_TRIALS),
-            retune=args.retune,
-            trials_per_task=args.trials_per_task,
-            seed=args.seed,
-            db=args.db,
-            json_path=args.json,
-            out_dir=args.out,
-            threads=args.threads,
-            repeat=args.repeat,
-            tolerance=args.tolerance,
-            build_only=args.build_only,
-            show_tasks=args.show_tasks,
-            int8=args.int8,
-            requant=args.requant,
-            layout=args.layout,
-            winograd=args.winograd,
-            rpc_tracker=args.rpc_tracker,
-            rpc_key=args.rpc_key,
-        )
-        report = pipeline.run(opts, console)
-        return 0 if report["verdict"] in ("pass", "built") else 1
+        flat = {k: v for k, v in vars(args).items() if k != "list_targets"}
+        report = pipeline.run(RunOptions.from_mapping(flat), console)
+        return 0 if report.verdict in ("pass", "built") else 1
 
     exit_with(run_command("tvmq-tune", body, console))
 

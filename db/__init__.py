@@ -4,6 +4,11 @@ One SQL database (a SQLite file, ``tvmq.db`` in the working directory by default
 URL works) holds every tuning session, every workload (tuning task) and every measured record.
 MetaSchedule reads and writes it directly through a target-scoped view.
 
+Modules: ``models`` (tables and their finders), ``repository`` (every SQL query), ``storage``
+(connections, sessions, the read side), ``msdb`` (every TVM object: the MetaSchedule adapter and
+its caches), ``database`` (``TuningDatabase``), ``transfer`` (JSON import/export, merge),
+``check``, ``schema`` with ``migrations/`` (Alembic), ``engine``, ``keys``, ``results``.
+
 Public API
 ----------
 
@@ -12,7 +17,9 @@ Public API
     :func:`default_db_path`. ``timeout_s`` is how long a writer waits for another process's
     lock before :class:`tvmq.errors.DatabaseLocked` (default 30 s, ``$TVMQ_DB_TIMEOUT``).
     Raises :class:`tvmq.errors.DatabaseError` with one sentence for bad paths/URLs, files that
-    are not tvmq databases, or databases from a newer tvmq.
+    are not tvmq databases, or databases from a newer tvmq. An older database is upgraded to the
+    newest schema revision on open (Alembic migrations; ``TuningDatabase.upgrade()`` and
+    ``tvmq-db upgrade`` say which revision it is at).
 
 ``default_db_path() -> pathlib.Path``
     ``$TVMQ_DB`` if set, else ``./tvmq.db``.
@@ -44,7 +51,7 @@ Public API
 ``TuningDatabase.best_records(*, target=None, workload_id=None, top_k=1) -> list[RecordInfo]``
     The best records per workload per target. ``record(record_id)``, ``record_session(record_id)``,
     ``records(...)``, ``workloads(target=None)``, ``targets()``, ``sessions()``, ``session(id)``,
-    ``count_records(target=None)``, ``top_k(mod, target, k)`` complete the read side.
+    ``count_records(target=None)`` complete the read side.
 
 ``TuningDatabase.label_workloads([(name, mod), ...], module_equality="structural") -> list[int]``
     Add workloads and give them display names (e.g. MetaSchedule task names).
@@ -77,17 +84,11 @@ import os
 
 from .engine import DEFAULT_TIMEOUT_S, default_db_path
 from .keys import MODULE_EQUALITIES, canonical_target_json, module_hash, target_key
+from .check import CheckReport
+from .database import TuningDatabase
 from .models import SESSION_STATUSES
-from .store import (
-    CheckReport,
-    RecordInfo,
-    SessionInfo,
-    TargetInfo,
-    TransferResult,
-    TuningDatabase,
-    WorkloadInfo,
-    WorkloadSummary,
-)
+from .results import RecordInfo, SessionInfo, TargetInfo, WorkloadInfo, WorkloadSummary
+from .transfer import TransferResult
 
 
 def open_database(url_or_path: str | os.PathLike | None = None, *, timeout_s: float | None = None) -> TuningDatabase:

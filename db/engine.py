@@ -1,11 +1,4 @@
-"""Opening the database: URL handling, SQLite durability settings, locking and error translation.
-
-SQLite files are opened in WAL mode with ``synchronous=FULL`` (each commit is on disk when it
-returns), foreign keys on, and a busy timeout. Every write transaction starts with
-``BEGIN IMMEDIATE`` so that a writer takes the write lock up front and waits for it under the
-busy timeout, instead of failing halfway when another process committed meanwhile; past the
-timeout the operation raises :class:`~tvmq.errors.DatabaseLocked`.
-"""
+"""Opening the database: URL handling, SQLite durability settings, locking and error translation."""
 
 from __future__ import annotations
 
@@ -18,7 +11,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Engine, make_url
 
-from tvmq.errors import DatabaseError, DatabaseLocked
+from tvmq.errors import DatabaseError, DatabaseLocked, one_line
 
 DEFAULT_FILENAME = "tvmq.db"
 #: seconds a writer waits for another process's write lock before DatabaseLocked
@@ -69,7 +62,15 @@ def is_sqlite(url: URL) -> bool:
 
 
 def make_engine(url: URL, timeout_s: float) -> Engine:
-    """An Engine; for SQLite with WAL, synchronous=FULL, busy timeout and BEGIN IMMEDIATE writes."""
+    """An Engine; for SQLite with WAL, synchronous=FULL, busy timeout and BEGIN IMMEDIATE writes.
+
+    SQLite files are opened in WAL mode with ``synchronous=FULL`` (each commit is on disk when it
+    returns), foreign keys on, and a busy timeout. Every write transaction (a connection with the
+    ``tvmq_write`` execution option) starts with ``BEGIN IMMEDIATE`` so that a writer takes the
+    write lock up front and waits for it under the busy timeout, instead of failing halfway when
+    another process committed meanwhile; past the timeout the operation raises
+    :class:`~tvmq.errors.DatabaseLocked`.
+    """
     try:
         if not is_sqlite(url):
             return create_engine(url, pool_pre_ping=True)
@@ -83,7 +84,8 @@ def make_engine(url: URL, timeout_s: float) -> Engine:
             f"'{url.drivername}' is installed."
         ) from None
     except sa_exc.ArgumentError as err:
-        raise DatabaseError(f"Cannot open database {describe_url(url)}: {_first_line(err)}.") from None
+        reason = one_line(err, pick="first").rstrip(".")
+        raise DatabaseError(f"Cannot open database {describe_url(url)}: {reason}.") from None
 
     in_memory = url.database in (None, "", ":memory:")
 
@@ -123,21 +125,15 @@ def translate_errors(where: str, timeout_s: float) -> Iterator[None]:
     """Turn driver errors into DatabaseLocked / DatabaseError with one clear sentence."""
     try:
         yield
-    except sa_exc.OperationalError as err:
-        if _is_lock_error(err):
+    except sa_exc.SQLAlchemyError as err:
+        if isinstance(err, sa_exc.OperationalError) and _is_lock_error(err):
             raise DatabaseLocked(
                 f"The tuning database {where} stayed locked by another process for more than "
                 f"{timeout_s:g} s; wait for the other tvmq command to finish (or raise "
                 "TVMQ_DB_TIMEOUT) and try again."
             ) from None
-        raise DatabaseError(f"Cannot use the tuning database {where}: {_first_line(err)}.") from None
-    except sa_exc.DBAPIError as err:
-        raise DatabaseError(f"Cannot use the tuning database {where}: {_first_line(err)}.") from None
-    except sa_exc.SQLAlchemyError as err:
-        raise DatabaseError(f"The tuning database {where} failed: {_first_line(err)}.") from None
-
-
-def _first_line(err: BaseException) -> str:
-    orig = getattr(err, "orig", None)
-    text = str(orig if orig is not None else err).strip()
-    return (text.splitlines() or [type(err).__name__])[0].rstrip(".")
+        # the driver's own message (err.orig) rather than SQLAlchemy's wrapping with the SQL
+        reason = one_line(getattr(err, "orig", None) or err, pick="first").rstrip(".")
+        if isinstance(err, sa_exc.DBAPIError):
+            raise DatabaseError(f"Cannot use the tuning database {where}: {reason}.") from None
+        raise DatabaseError(f"The tuning database {where} failed: {reason}.") from None

@@ -1,36 +1,26 @@
-"""How workloads and targets are keyed: MetaSchedule's module equality and canonical targets.
-
-Module equality
----------------
-MetaSchedule's databases receive a ``module_equality`` name and hash/compare workloads with the
-C++ ``ModuleEquality`` it names (src/s_tir/meta_schedule/module_equality.cc):
-
-- ``"structural"``     ``StructuralHash()(mod)`` / ``StructuralEqual()(a, b)``
-- ``"ignore-tensor"``  the same with ``skip_tensor_content=True`` (constants' bytes are ignored)
-- ``"anchor-block"``   hash/compare only the module's anchor block (``tirx::FindAnchorBlock``),
-                       ignoring tensor content; whole-module ``"ignore-tensor"`` when either side
-                       has no anchor block
-
-The same functions are reachable from Python as ``tvm_ffi.structural_hash`` /
-``tvm_ffi.structural_equal`` (with ``map_free_vars=False`` and ``skip_tensor_content``) and the
-global ``s_tir.analysis.find_anchor_sblock``, so the hashes below are bit-identical to the ones
-``ms.database.Workload`` and ``JSONDatabase`` compute (``Workload(mod).as_json()[0]`` is
-``structural_hash(mod)`` in decimal).
-
-Targets
--------
-A target is keyed by its canonical JSON (``Target.export()`` dumped with sorted keys and no
-spaces) and a short, human-readable key ``<kind>-<mcpu or mtriple or "generic">-<8 hex digits
-of sha256(canonical)>``. Records only ever match a target whose canonical JSON is identical.
-"""
+"""How workloads and targets are keyed: MetaSchedule's module equality, and canonical target JSON."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
+# MetaSchedule's databases receive a ``module_equality`` name and hash/compare workloads with the
+# C++ ``ModuleEquality`` it names (src/s_tir/meta_schedule/module_equality.cc):
+#
+# - ``"structural"``     ``StructuralHash()(mod)`` / ``StructuralEqual()(a, b)``
+# - ``"ignore-tensor"``  the same with ``skip_tensor_content=True`` (constants' bytes are ignored)
+# - ``"anchor-block"``   hash/compare only the module's anchor block (``tirx::FindAnchorBlock``),
+#                        ignoring tensor content; whole-module ``"ignore-tensor"`` when either side
+#                        has no anchor block
+#
+# The same functions are reachable from Python as ``tvm_ffi.structural_hash`` /
+# ``tvm_ffi.structural_equal`` (with ``map_free_vars=False`` and ``skip_tensor_content``) and the
+# global ``s_tir.analysis.find_anchor_sblock``, so the hashes below are bit-identical to the ones
+# ``ms.database.Workload`` and ``JSONDatabase`` compute (``Workload(mod).as_json()[0]`` is
+# ``structural_hash(mod)`` in decimal).
 MODULE_EQUALITIES = ("structural", "ignore-tensor", "anchor-block")
 
 #: MetaSchedule's stand-in run time for a failed measurement (SortTuningRecordByMeanRunSecs).
@@ -98,6 +88,9 @@ def hash_column(module_equality: str) -> str:
 
 
 # ------------------------------------------------------------------------------------ targets
+# A target is keyed by its canonical JSON (``Target.export()`` dumped with sorted keys and no
+# spaces) and a short, human-readable key ``<kind>-<mcpu or mtriple or "generic">-<8 hex digits
+# of sha256(canonical)>``. Records only ever match a target whose canonical JSON is identical.
 
 
 def as_target(target: Any) -> Any:
@@ -112,9 +105,9 @@ def as_target(target: Any) -> Any:
             target = json.loads(text) if text.startswith("{") else text
         return Target(target)
     except Exception as err:  # noqa: BLE001 - TVM raises ValueError/TVMError/RuntimeError
-        from tvmq.errors import DatabaseError
+        from tvmq.errors import DatabaseError, one_line
 
-        raise DatabaseError(f"Not a valid TVM target: {target!r} ({str(err).splitlines()[-1]}).") from None
+        raise DatabaseError(f"Not a valid TVM target: {target!r} ({one_line(err, pick='last')}).") from None
 
 
 def _plain(value: Any) -> Any:
@@ -155,7 +148,16 @@ def target_key(target_json: str) -> str:
     return f"{kind}-{cpu}-{digest}"
 
 
-def target_identity(target: Any) -> tuple[str, str]:
-    """``(target_key, canonical_json)`` of a Target, JSON dict or JSON text."""
+class TargetIdentity(NamedTuple):
+    """What records are keyed by: the short key and the canonical JSON of a target."""
+
+    key: str
+    json: str
+
+
+def target_identity(target: Any) -> TargetIdentity:
+    """``(target_key, canonical_json)`` of a Target, JSON dict or JSON text (an identity passes through)."""
+    if isinstance(target, TargetIdentity):
+        return target
     canon = canonical_target_json(target)
-    return target_key(canon), canon
+    return TargetIdentity(target_key(canon), canon)

@@ -1,13 +1,6 @@
-"""The tables of the tuning database (SQLAlchemy 2 typed declarative models).
+"""The tables of the tuning database (SQLAlchemy 2 typed declarative models), each with its finders.
 
-- ``workloads``        one row per distinct tuning task (a TIR IRModule): its hashes under every
-                       MetaSchedule module equality, and the module itself as ``tvm.ir.save_json``
-- ``tuning_records``   one measured schedule: workload, target (canonical JSON + short key),
-                       trace JSON, run times in seconds, argument info, session, time
-- ``tuning_sessions``  one ``tvmq-tune`` run: model, target, host, versions, trials, status
-- ``tvmq_meta``        key/value facts about the database itself (schema version)
-
-All times are UTC.
+All times are UTC; schema changes are Alembic migrations (:mod:`tvmq.db.schema`).
 """
 
 from __future__ import annotations
@@ -23,9 +16,15 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    select,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
+from tvmq.errors import DatabaseError
+
+#: ``tvmq_meta.schema_version``, kept for tvmq releases from before the Alembic migrations (they
+#: refuse a database whose number is higher than theirs); a migration that changes the tables in
+#: a way they cannot read raises it
 SCHEMA_VERSION = 1
 
 SESSION_STATUSES = ("running", "finished", "interrupted", "failed")
@@ -36,7 +35,15 @@ def utcnow() -> datetime:
 
 
 class Base(DeclarativeBase):
-    pass
+    """The tables:
+
+    - ``workloads``        one row per distinct tuning task (a TIR IRModule): its hashes under every
+                           MetaSchedule module equality, and the module itself as ``tvm.ir.save_json``
+    - ``tuning_records``   one measured schedule: workload, target (canonical JSON + short key),
+                           trace JSON, run times in seconds, argument info, session, time
+    - ``tuning_sessions``  one ``tvmq-tune`` run: model, target, host, versions, trials, status
+    - ``tvmq_meta``        key/value facts about the database itself (schema version)
+    """
 
 
 class Meta(Base):
@@ -44,6 +51,10 @@ class Meta(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+    @classmethod
+    def find_value(cls, session: Session, key: str) -> str | None:
+        return session.scalar(select(cls.value).where(cls.key == key))
 
 
 class WorkloadRow(Base):
@@ -69,6 +80,24 @@ class WorkloadRow(Base):
     records: Mapped[list[TuningRecordRow]] = relationship(
         back_populates="workload", cascade="all, delete-orphan", passive_deletes=True
     )
+
+    @classmethod
+    def find_by_sha(cls, session: Session, mod_sha256: str) -> int | None:
+        """The id of the workload with exactly this content, or None."""
+        return session.scalar(select(cls.id).where(cls.mod_sha256 == mod_sha256))
+
+    @classmethod
+    def find_by_hash(cls, session: Session, hash_column: str, mod_hash: str) -> list[tuple[int, str, str]]:
+        """``(id, mod_json, mod_sha256)`` of the workloads whose ``hash_column`` is ``mod_hash``, oldest first."""
+        col = getattr(cls, hash_column)
+        return [tuple(r) for r in session.execute(
+            select(cls.id, cls.mod_json, cls.mod_sha256).where(col == mod_hash).order_by(cls.id))]
+
+    @classmethod
+    def find_stale(cls, session: Session, tvm_version: str) -> list[tuple[int, str]]:
+        """``(id, mod_json)`` of the workloads hashed by another TVM version than ``tvm_version``."""
+        return [tuple(r) for r in session.execute(
+            select(cls.id, cls.mod_json).where(cls.hash_tvm_version != tvm_version))]
 
 
 class TuningSessionRow(Base):
@@ -100,6 +129,17 @@ class TuningSessionRow(Base):
     note: Mapped[str | None] = mapped_column(Text)
 
     records: Mapped[list[TuningRecordRow]] = relationship(back_populates="session")
+
+    @classmethod
+    def find_or_raise(cls, session: Session, session_id: int, where: str) -> TuningSessionRow:
+        row = session.get(cls, session_id)
+        if row is None:
+            raise DatabaseError(f"There is no tuning session {session_id} in {where}.")
+        return row
+
+    @classmethod
+    def find_by_uuid(cls, session: Session, uuid: str) -> int | None:
+        return session.scalar(select(cls.id).where(cls.uuid == uuid))
 
 
 class TuningRecordRow(Base):
@@ -135,3 +175,9 @@ class TuningRecordRow(Base):
 
     workload: Mapped[WorkloadRow] = relationship(back_populates="records")
     session: Mapped[TuningSessionRow | None] = relationship(back_populates="records")
+
+    @classmethod
+    def find_duplicate(cls, session: Session, workload_id: int, record_sha256: str) -> int | None:
+        """The id of a record of ``workload_id`` with this content digest, or None."""
+        return session.scalar(select(cls.id).where(
+            cls.record_sha256 == record_sha256, cls.workload_id == workload_id).limit(1))

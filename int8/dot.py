@@ -42,10 +42,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import intrin
+from .params import INT_RANGES
 
 __all__ = ["SCHEMES", "DotChoice", "choose", "pack", "pad_to", "pairs_fit_int16", "scheme_names"]
-
-_RANGE = {"uint8": (0, 255), "int8": (-128, 127)}
 
 # scheme -> activation dtype -> candidate intrinsics in order of preference
 SCHEMES: dict[str, dict[str, list[str]]] = {
@@ -85,7 +84,7 @@ def pairs_fit_int16(b: np.ndarray, a_dtype: str) -> bool:
     """Whether ``vpmaddubsw`` is exact: every adjacent pair ``(k0, k1)``, ``(k2, k3)`` of the
     packed weights ``b`` (shape ``(K, OC)`` with ``K % 4 == 0``) keeps ``a0*b0 + a1*b1`` within
     int16 for all activations of ``a_dtype``."""
-    lo, hi = _RANGE[a_dtype]
+    lo, hi = INT_RANGES[a_dtype]
     pairs = b.astype(np.int64).reshape(-1, 2, b.shape[1])
     top = np.maximum(lo * pairs, hi * pairs).sum(axis=1)
     bottom = np.minimum(lo * pairs, hi * pairs).sum(axis=1)
@@ -100,7 +99,7 @@ def pad_to(w: np.ndarray, lanes: int, value: int) -> np.ndarray:
 
 
 def _fits(v: np.ndarray, dtype: str) -> bool:
-    lo, hi = _RANGE[dtype]
+    lo, hi = INT_RANGES[dtype]
     return bool(v.size == 0 or (v.min() >= lo and v.max() <= hi))
 
 
@@ -143,7 +142,7 @@ def pack(choice: DotChoice, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     for "row", ``(OC/lanes, ..., K/4, 2, lanes, 2)`` for "pair". Also returns ``sum B[..., o]``
     per (padded) output channel, int64."""
     b = pad_to(w.astype(np.int64) - choice.shift, choice.lanes, 0)
-    lo, hi = _RANGE[choice.b_dtype]
+    lo, hi = INT_RANGES[choice.b_dtype]
     assert lo <= b.min() and b.max() <= hi, "weights out of the intrinsic's range"
     *lead, k, oc = b.shape
     lanes = choice.lanes

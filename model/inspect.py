@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
-
 from tvmq.errors import CustomOperators, DynamicRangeModel, UnsupportedOperators
 
 from .loader import LoadedModel
@@ -209,7 +207,3 @@ def check_convertible(info: ModelInfo) -> None:
             f"{', '.join(info.unsupported_operators)}",
             info.unsupported_operators,
         )
-
-
-def input_dtype(t: TensorInfo) -> np.dtype:
-    return np.dtype(t.dtype)

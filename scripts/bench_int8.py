@@ -40,9 +40,11 @@ INSTRUCTIONS = ("vpmaddubsw", "vpmaddwd", "vpdpbusd")
 
 
 def run_pipeline(console, **kw) -> dict:
+    """One ``tvmq-tune`` run from its flat option names; its report as the JSON dict."""
     from tvmq import pipeline
+    from tvmq.options import RunOptions
 
-    return pipeline.run(pipeline.Options(**kw), console)
+    return pipeline.run(RunOptions.from_mapping(kw), console).to_dict()
 
 
 # ------------------------------------------------------------------------------ peak RSS

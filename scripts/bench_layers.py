@@ -45,9 +45,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_interleaved import interleave  # noqa: E402
+from bench_interleaved import interleave  # noqa: E402  (a sibling: run as a script, its folder is on sys.path)
 
 _ACTIVATIONS = {0: None, 1: "relu", 3: "relu6"}
 
@@ -142,6 +140,23 @@ def one_op_model(layer: Layer, seed: int) -> bytes:
     return quantize_keras(model, (layer.h, layer.w, layer.cin), io_dtype="int8", samples=8, seed=seed)
 
 
+def build_from_db(loaded, profile, target, requant: str, records):
+    """``(Runnable, tasks described)``: ``loaded`` built as ``tvmq-tune --int8 --requant REQUANT
+    --trials 0`` would, with the schedules of ``records`` (MetaSchedule's first design-space point
+    for the functions the database lacks)."""
+    from tvmq.model import inspect_model
+    from tvmq.options import CodegenOptions
+    from tvmq.stages import Steps, build, lower, prepare
+    from tvmq.tuner.compile import Runnable
+    from tvmq.tuner.tasks import describe
+
+    quiet = Steps.quiet()
+    prepared = prepare(loaded, inspect_model(loaded), profile, CodegenOptions(int8=True, requant=requant), quiet)
+    lowered = lower(prepared, target, quiet)
+    infos = describe(list(lowered.tasks), records.database, target)
+    return Runnable(build(lowered, records.view, "design-space", quiet)), infos
+
+
 def main() -> int:
     from tvmq.int8.requant import MODES
 
@@ -163,20 +178,17 @@ def main() -> int:
     from rich.table import Table
 
     from tvmq.db import open_database
-    from tvmq.int8 import lower_qdq_to_int8
     from tvmq.model import inspect_model, load_model, make_inputs
     from tvmq.model.reference import Reference
     from tvmq.targets import resolve_target
-    from tvmq.tuner import tasks as tasks_mod
-    from tvmq.tuner.compile import Runnable, build, import_relax, input_tensors, lower_to_tir, set_threads
-    from tvmq.tuner.layout import apply_profile_transforms
+    from tvmq.tuner.compile import input_tensors, set_threads
+    from tvmq.tuner.tune import Records
 
     console = Console(width=170)
     set_threads(args.threads)
     profile, _ = resolve_target(args.target, args.threads)
     target = profile.tvm_target(num_cores=args.threads)
-    database = open_database(args.db)
-    scoped = database.scoped(target, module_equality=tasks_mod.DEFAULT_MODULE_EQUALITY)
+    records = Records.open(open_database(args.db), target)
     layers = model_layers(load_model(args.model))
     if args.only:
         layers = Counter({k: v for k, v in layers.items() if k.kind == args.only})
@@ -189,10 +201,7 @@ def main() -> int:
             path = Path(tmp) / f"layer{n}.tflite"
             path.write_bytes(one_op_model(layer, seed=n))
             loaded = load_model(path)
-            mod = lower_qdq_to_int8(import_relax(loaded), mode=args.requant, scheme=profile.int8_scheme)
-            mod = apply_profile_transforms(mod, profile)
-            infos = tasks_mod.describe(tasks_mod.extract(lower_to_tir(mod, target), target), database, target)
-            runnable = Runnable(build(mod, target, database=scoped, untuned="design-space"))
+            runnable, infos = build_from_db(loaded, profile, target, args.requant, records)
             ref = Reference(loaded, args.threads)
             rng = np.random.default_rng(n)
             x = rng.integers(-128, 128, (1, layer.h, layer.w, layer.cin)).astype(np.int8)
@@ -237,8 +246,7 @@ def main() -> int:
     # the same alone as among its neighbours (warm caches, threads kept busy), which may differ
     loaded = load_model(args.model)
     (sample,) = make_inputs(inspect_model(loaded), None, seed=0)
-    mod = lower_qdq_to_int8(import_relax(loaded), mode=args.requant, scheme=profile.int8_scheme)
-    runnable = Runnable(build(apply_profile_transforms(mod, profile), target, database=scoped, untuned="design-space"))
+    runnable, _ = build_from_db(loaded, profile, target, args.requant, records)
     ref = Reference(loaded, args.threads)
     ref.run(sample.arrays)
     inputs = input_tensors(sample.arrays)

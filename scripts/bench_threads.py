@@ -27,8 +27,9 @@ import statistics
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_interleaved import interleave  # noqa: E402 - the sibling script; it imports tvmq only in main()
+# The sibling script (it imports tvmq only in its main()): run as `python scripts/bench_threads.py`,
+# this script's folder is sys.path[0].
+from bench_interleaved import interleave
 
 
 def main() -> int:

@@ -33,9 +33,9 @@ MODELS = Path(os.environ.get("TVMQ_MODELS_DIR", Path(__file__).resolve().parents
 
 def run(console, **kw) -> dict:
     from tvmq import pipeline
+    from tvmq.options import RunOptions
 
-    opts = pipeline.Options(**kw)
-    return pipeline.run(opts, console)
+    return pipeline.run(RunOptions.from_mapping(kw), console).to_dict()
 
 
 def compare_builders(model: str, trials: int, console: Console) -> list[tuple[str, int, float]]:
@@ -47,20 +47,21 @@ def compare_builders(model: str, trials: int, console: Console) -> list[tuple[st
     from tvmq.targets import host_info, resolve_target
     from tvmq.tuner.builder import PersistentBuilder
     from tvmq.tuner.compile import import_relax, lower_to_tir
-    from tvmq.tuner.tune import TuneConfig, tune
+    from tvmq.tuner.tasks import extract
+    from tvmq.tuner.tune import Records, TuneConfig, tune
 
     profile, _ = resolve_target("native")
     threads = min(profile.default_threads or 1, host_info().logical_cores)
     target = profile.tvm_target(num_cores=threads)
-    lowered = lower_to_tir(import_relax(load_model(model)), target)
+    tasks = extract(lower_to_tir(import_relax(load_model(model)), target), target)
     rows = []
     for name, make in (("stock LocalBuilder", lambda: ms.builder.LocalBuilder(max_workers=os.cpu_count(), timeout_sec=600)),
                        ("tvmq PersistentBuilder", lambda: PersistentBuilder(timeout_sec=60))):
         with tempfile.TemporaryDirectory() as d:
-            db = open_database(Path(d) / "b.db")
+            records = Records.open(open_database(Path(d) / "b.db"), target)
             builder = make()
             start = time.perf_counter()
-            res = tune(lowered, target, db, None, TuneConfig(trials=trials, threads=threads, builder=builder, measure_untuned=False, work_dir=Path(d)), console)
+            res = tune(tasks, target, records, TuneConfig(trials=trials, threads=threads, builder=builder, measure_untuned=False, work_dir=Path(d)), console)
             elapsed = time.perf_counter() - start
             if hasattr(builder, "shutdown"):
                 builder.shutdown()

@@ -10,17 +10,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import shutil
+import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-try:
-    import tomllib
-except ImportError:  # Python 3.10: the same parser from PyPI
-    import tomli as tomllib  # type: ignore[no-redef]
-
-from tvmq.errors import CompileError, MissingISA, UnknownTarget
+from tvmq.errors import CompileError, MissingISA, UnknownTarget, one_line
 
 from .host import HostInfo, host_info
 
@@ -153,10 +149,7 @@ class TargetProfile:
             else:
                 executable.export_library(str(path), fcompile=fcompile)
         except Exception as e:  # noqa: BLE001 - the linker's message is what the user needs
-            first = str(e).strip().splitlines()
-            raise CompileError(
-                f"linking {self.name} library {path} failed: {first[-1] if first else type(e).__name__}"
-            ) from e
+            raise CompileError(f"linking {self.name} library {path} failed: {one_line(e, pick='last')}") from e
         return path
 
 

@@ -1,13 +1,12 @@
-"""Child process for the database durability tests.
+"""Child process for the database durability tests, run from the repository root.
 
-    python _db_child.py write DB_PATH N SEED     commit N records (N=0: forever), print "committed K"
-                                                 after each commit; Ctrl-C ends the session
-                                                 "interrupted" and exits 130 (as tvmq-tune does:
-                                                 SIGINT sets a flag that the loop checks after
-                                                 each commit; a KeyboardInterrupt raised at a
-                                                 random point, e.g. inside a finalizer, can be
-                                                 swallowed by Python)
-    python _db_child.py lock DB_PATH SECONDS     hold SQLite's write lock, print "locked", then wait
+    python -m tests._db_child write DB_PATH N SEED
+        commit N records (N=0: forever), print "committed K" after each commit; Ctrl-C ends the
+        session "interrupted" and exits 130 (as tvmq-tune does: SIGINT sets a flag that the loop
+        checks after each commit; a KeyboardInterrupt raised at a random point, e.g. inside a
+        finalizer, can be swallowed by Python)
+    python -m tests._db_child lock DB_PATH SECONDS
+        hold SQLite's write lock, print "locked", then wait
 """
 
 from __future__ import annotations
@@ -17,14 +16,10 @@ import sqlite3
 import sys
 import threading
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def write(path: str, n: int, seed: int) -> int:
-    from _db_helpers import make_record, matmul, target
-
+    from tests._db_helpers import make_record, matmul, target
     from tvmq.db import open_database
 
     db = open_database(path, timeout_s=30)

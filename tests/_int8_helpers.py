@@ -102,7 +102,7 @@ def compare(ours, ref):
 
 
 def tensorized_build(mod, target):
-    """Compile a Relax module (e.g. from ``lower_qdq_to_int8(..., scheme=...)``) with every
+    """Compile a Relax module (e.g. from ``lower_qdq_to_int8(..., scheme=...).mod``) with every
     function scheduled by the first valid point of tvmq's design space (the code of a tuned
     build, tensorized, without tuning). Returns ``(executable, functions holding a dot-product
     intrinsic call)``."""

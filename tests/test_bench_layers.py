@@ -4,18 +4,15 @@ layers."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from tvmq.model import load_model
 
-from bench_layers import Layer, model_layers, one_op_model  # noqa: E402
+from .scripts_helper import load_script
+from .tflite_factory import quantized, small_cnn
 
-from tvmq.model import load_model  # noqa: E402
-
-from .tflite_factory import quantized, small_cnn  # noqa: E402
+bench_layers = load_script("bench_layers")
+Layer, model_layers, one_op_model = bench_layers.Layer, bench_layers.model_layers, bench_layers.one_op_model
 
 
 def _load(tmp_path, name, content):

@@ -14,7 +14,8 @@ from tvm.s_tir import meta_schedule as ms
 from tvm.s_tir.meta_schedule.testing import te_workload
 
 from tvmq.errors import CompileError
-from tvmq.tuner.builder import PersistentBuilder, WorkerPool
+from tvmq.tuner.builder import PersistentBuilder
+from tvmq.tuner.pool import WorkerPool
 
 TARGET = tvm.target.Target("llvm")
 

@@ -9,11 +9,9 @@ from pathlib import Path
 import pytest
 from tvm.s_tir import meta_schedule as ms
 
+from tests._db_helpers import ZNVER3, fill, matmul, target
 from tvmq.cli.db import build_parser, main
 from tvmq.db import open_database
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _db_helpers import ZNVER3, fill, matmul, target  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -15,13 +15,13 @@ import pytest
 from tvmq.db import open_database
 from tvmq.errors import DatabaseLocked
 
-CHILD = Path(__file__).resolve().parent / "_db_child.py"
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _spawn(*args: str) -> subprocess.Popen:
+    """``python -m tests._db_child ARGS`` from the repository root (which puts it on sys.path)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.Popen([sys.executable, str(CHILD), *args], stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "tests._db_child", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=str(REPO), env=env)
 
 

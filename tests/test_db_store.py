@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,9 +11,7 @@ import tvm
 import tvm_ffi
 from tvm.s_tir import meta_schedule as ms
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _db_helpers import CASCADELAKE, ZNVER3, fill, make_record, matmul, matmul_relu, target  # noqa: E402
-
+from tests._db_helpers import CASCADELAKE, ZNVER3, fill, make_record, matmul, matmul_relu, target
 from tvmq.db import default_db_path, module_hash, open_database
 from tvmq.errors import DatabaseError
 

@@ -7,7 +7,6 @@ TuneContext still imports TVM's tensor intrinsics (~15 s), so the tests share on
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,10 +16,8 @@ from tvm import relax
 from tvm.s_tir import meta_schedule as ms
 from tvm.s_tir.meta_schedule.testing.dummy_object import DummyBuilder, DummyRunner
 
+from tests._db_helpers import CASCADELAKE, ZNVER3, matmul, target
 from tvmq.db import open_database
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _db_helpers import CASCADELAKE, ZNVER3, target  # noqa: E402
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -127,8 +124,6 @@ def test_resume_seeds_from_earlier_records(tuned) -> None:
 @pytest.mark.timeout(600)
 def test_real_tuning_into_the_database(tmp_path: Path) -> None:
     """A real (tiny) MetaSchedule run: LocalBuilder compiles, LocalRunner times, we store."""
-    from _db_helpers import matmul
-
     db = open_database(tmp_path / "tvmq.db")
     tgt = target({"kind": "llvm", "num-cores": 1})
     sid = db.begin_session(model_name="matmul", target=tgt, trials_requested=4)

@@ -33,12 +33,13 @@ def _constants(mod):
 
 def test_mobilenet_v1_int8_matches_tflite(small_real_model, models_dir):
     Image = pytest.importorskip("PIL.Image")
-    from tvmq.int8 import lower_qdq_to_int8, lowering_stats
+    from tvmq.int8 import lower_qdq_to_int8
 
     buf = small_real_model.read_bytes()
     img = np.asarray(Image.open(models_dir / "cat.bmp").convert("RGB").resize((128, 128)), dtype=np.uint8)[None]
-    low = lower_qdq_to_int8(import_tflite(buf))
-    stats = lowering_stats(low)
+    lowering = lower_qdq_to_int8(import_tflite(buf))
+    low = lowering.mod
+    stats = lowering.stats.to_dict()
     print("coverage:", stats)
     assert stats["conv2d"]["lowered"] == 15 and stats["depthwise_conv2d"]["lowered"] == 13
     assert stats["avg_pool2d"]["lowered"] == 1
@@ -67,12 +68,12 @@ def test_every_dot_scheme_computes_tflites_integers(small_real_model, models_dir
     reference kernels. The VNNI and Arm forms cannot run tensorized here; this is what checks their
     arithmetic (a padded-channel error in the window-sum form got past single-layer tests)."""
     Image = pytest.importorskip("PIL.Image")
-    from tvmq.int8 import intrinsic_counts, lower_qdq_to_int8
+    from tvmq.int8 import lower_qdq_to_int8
 
     buf = small_real_model.read_bytes()
     img = np.asarray(Image.open(models_dir / "cat.bmp").convert("RGB").resize((128, 128)), dtype=np.uint8)[None]
-    low = lower_qdq_to_int8(import_tflite(buf), scheme=scheme)
-    assert sum(intrinsic_counts(low).values()) >= 14, intrinsic_counts(low)
-    share, maxd = compare(run_tvm(low, [img]), run_tflite(buf, [img], kernels="reference"))
-    print(f"{scheme}: {intrinsic_counts(low)}; identical {share:.4f}, max abs diff {maxd}")
+    lowering = lower_qdq_to_int8(import_tflite(buf), scheme=scheme)
+    assert sum(lowering.intrinsics.values()) >= 14, lowering.intrinsics
+    share, maxd = compare(run_tvm(lowering.mod, [img]), run_tflite(buf, [img], kernels="reference"))
+    print(f"{scheme}: {lowering.intrinsics}; identical {share:.4f}, max abs diff {maxd}")
     assert maxd == 0

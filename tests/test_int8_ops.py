@@ -124,13 +124,14 @@ def models():
 @pytest.mark.parametrize("name", list(CASES))
 @pytest.mark.parametrize("mode", ["tflite", "xnnpack"])
 def test_int8_op(models, name, mode):
-    from tvmq.int8 import lower_qdq_to_int8, lowering_stats
+    from tvmq.int8 import lower_qdq_to_int8
 
     buf = models[name]
     kind = CASES[name][2]
     mod = import_tflite(buf)
-    low = lower_qdq_to_int8(mod, mode=mode)
-    stats = lowering_stats(low)
+    lowering = lower_qdq_to_int8(mod, mode=mode)
+    low = lowering.mod
+    stats = lowering.stats.to_dict()
     assert stats.get(kind, {}).get("lowered", 0) >= 1, (op_names(buf), stats)
     assert all(v["qdq"] == 0 for k, v in stats.items() if k != "remaining"), stats
     # no float weights: nothing dequantizes a constant any more, and all Q/DQ are gone

@@ -66,14 +66,15 @@ def models():
 @pytest.mark.parametrize("case", list(CASES))
 @pytest.mark.parametrize("profile_name", list(TARGETS))
 def test_int8_activations_tensorized(models, case, profile_name):
-    from tvmq.int8 import intrinsic_counts, lower_qdq_to_int8
+    from tvmq.int8 import lower_qdq_to_int8
 
     scheme, pattern = TARGETS[profile_name]
     prof = get_profile(profile_name)
     assert prof.int8_scheme == scheme
     buf = models[case]
-    low = lower_qdq_to_int8(import_tflite(buf), scheme=scheme)
-    (used,) = intrinsic_counts(low)
+    lowering = lower_qdq_to_int8(import_tflite(buf), scheme=scheme)
+    low = lowering.mod
+    (used,) = lowering.intrinsics
     assert used.startswith(f"tvmq_dot_{scheme}_")
     ex, n = tensorized_build(low, prof.tvm_target(2))
     assert n == 1
@@ -147,16 +148,17 @@ def _u8_conv(rng, weight_range, zp_w=None, c=8, oc=12, k=3, stride=1, pad=1, hw=
     ((-131, 124), 131, "tvmq_dot_avx2_u8u8_zp", "vpmaddwd"),    # w - zp does not fit int8 at all
 ])
 def test_uint8_conv_asymmetric_weights(weights, zp_w, expect, instruction):
-    from tvmq.int8 import intrinsic_counts, lower_qdq_to_int8
+    from tvmq.int8 import lower_qdq_to_int8
 
     rng = np.random.default_rng(7)
     mod, x, ref = _u8_conv(rng, weights, zp_w)
     # the plain integer kernels and the packed ones of every scheme compute TFLite's integers
     for scheme in (None, "avx2", "avx512", "vnni", "sdot"):
-        low = lower_qdq_to_int8(mod, scheme=scheme)
+        low = lower_qdq_to_int8(mod, scheme=scheme).mod
         assert np.array_equal(run_tvm(low, [x]), ref), scheme
-    low = lower_qdq_to_int8(mod, scheme="avx2")
-    used = intrinsic_counts(low)
+    lowering = lower_qdq_to_int8(mod, scheme="avx2")
+    low = lowering.mod
+    used = lowering.intrinsics
     assert used[expect] == 1 and sum(v for k, v in used.items() if "(" not in k) == 1, used
     prof = get_profile("znver3")
     ex, n = tensorized_build(low, prof.tvm_target(2))
@@ -183,7 +185,7 @@ def test_uint8_conv_channels_not_a_multiple_of_4(c):
     for weights, zp_w in (((-128, 127), None), ((-131, 124), 131)):
         mod, x, ref = _u8_conv(np.random.default_rng(11), weights, zp_w, c=c, stride=2)
         for scheme in (None, "avx2", "avx512", "vnni", "sdot"):
-            low = lower_qdq_to_int8(mod, scheme=scheme)
+            low = lower_qdq_to_int8(mod, scheme=scheme).mod
             assert np.array_equal(run_tvm(low, [x]), ref), (weights, scheme)
     # the second weights do not fit int8 around their zero point: VNNI takes the window-sum form
     w = np.array([0, 131, 255], np.uint8).reshape(1, 1, 3, 1)
@@ -192,14 +194,15 @@ def test_uint8_conv_channels_not_a_multiple_of_4(c):
 
 def test_uint8_conv_on_vnni_and_udot_builds():
     """uint8 activations on VNNI (u8 x i8, weights shifted by 128) and Arm (udot, u8 x u8)."""
-    from tvmq.int8 import intrinsic_counts, lower_qdq_to_int8
+    from tvmq.int8 import lower_qdq_to_int8
 
     mod, x, ref = _u8_conv(np.random.default_rng(3), (-128, 127), stride=2)
     for name, intrin, pattern in (("cascadelake", "tvmq_dot_vnni_u8i8", r"\bvpdpbusd\b.*%zmm"),
                                   ("neoverse-n1", "tvmq_dot_udot_u8u8", r"\budot\s+v\d+\.4s")):
         prof = get_profile(name)
-        low = lower_qdq_to_int8(mod, scheme=prof.int8_scheme)
-        assert intrinsic_counts(low) == {intrin: 1}
+        lowering = lower_qdq_to_int8(mod, scheme=prof.int8_scheme)
+        low = lowering.mod
+        assert lowering.intrinsics == {intrin: 1}
         ex, n = tensorized_build(low, prof.tvm_target(2))
         assert n == 1, f"the {name} convolution was not tensorized"
         assert re.search(pattern, llvm_asm(ex)), name
@@ -222,7 +225,7 @@ def test_tuned_builds_schedule_only_the_dot_products_the_database_lacks():
     mod, _, _ = _u8_conv(np.random.default_rng(7), (-120, 120))
     target = get_profile("znver3").tvm_target(2)
     with target:
-        lowered = relax.get_pipeline("zero")(lower_qdq_to_int8(mod, scheme="avx2"))
+        lowered = relax.get_pipeline("zero")(lower_qdq_to_int8(mod, scheme="avx2").mod)
     a = te.placeholder((64, 64), "int32", name="a")
     lowered["plain_add"] = te.create_prim_func([a, te.compute((64, 64), lambda i, j: a[i, j] + 1, name="b")])
     dots, n_dots = schedule_unscheduled(lowered, target, only_dots=True)
@@ -242,7 +245,7 @@ def test_reshapes_that_run_as_views_are_not_tuning_tasks(models):
 
     target = get_profile("znver3").tvm_target(2)
     with target:
-        lowered = relax.get_pipeline("zero")(lower_qdq_to_int8(import_tflite(models["conv1x1"]), scheme="avx2"))
+        lowered = relax.get_pipeline("zero")(lower_qdq_to_int8(import_tflite(models["conv1x1"]), scheme="avx2").mod)
     every = extract(lowered, target, views=True)
     reshapes = [t for t in every if runs_as_view(t)]
     assert reshapes, [t.task_name for t in every]

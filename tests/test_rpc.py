@@ -13,14 +13,9 @@ from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
 from tvm.s_tir.meta_schedule.testing import te_workload
 
+from tests.rpc_helpers import LocalRPCCluster, remote_benchmark
 from tvmq.errors import RemoteError
-from tvmq.tuner.remote import (
-    LocalRPCCluster,
-    check_tracker,
-    make_rpc_runner,
-    parse_tracker,
-    remote_benchmark,
-)
+from tvmq.tuner.remote import check_tracker, make_rpc_runner, parse_tracker
 
 
 def test_parse_tracker():

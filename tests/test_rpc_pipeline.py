@@ -10,8 +10,8 @@ import time
 import pytest
 
 from tests.cli_helpers import load_json
+from tests.rpc_helpers import LocalRPCCluster
 from tvmq.db import open_database
-from tvmq.tuner.remote import LocalRPCCluster
 
 pytestmark = pytest.mark.slow
 

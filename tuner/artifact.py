@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tvmq.errors import ArtifactError
+from tvmq.errors import ArtifactError, one_line
 
 LIB_NAME = "model.so"
 META_NAME = "model.json"
@@ -69,5 +69,5 @@ def load(path: str | Path) -> Artifact:
     try:
         module = tvm.runtime.load_module(str(lib))
     except Exception as err:
-        raise ArtifactError(f"cannot load {lib} on this machine: {' '.join(str(err).split())[:300]}") from None
+        raise ArtifactError(f"cannot load {lib} on this machine: {one_line(err)}") from None
     return Artifact(path=lib, metadata=meta, runnable=Runnable(module))

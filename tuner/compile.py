@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from tvmq.errors import CompileError, UnsupportedOperators
+from tvmq.errors import CompileError, UnsupportedOperators, one_line
 from tvmq.model import LoadedModel
 
 
@@ -27,13 +27,12 @@ def import_relax(loaded: LoadedModel):
     try:
         return from_tflite(loaded.tflite_model)
     except tvm.error.OpNotImplemented as err:
-        text = " ".join(str(err).split())
-        raise UnsupportedOperators(f"{loaded.name}: the TVM TFLite frontend cannot import it: {text}") from None
+        raise UnsupportedOperators(f"{loaded.name}: the TVM TFLite frontend cannot import it: "
+                                   f"{one_line(err, 10_000)}") from None
     except NotImplementedError as err:
         raise UnsupportedOperators(f"{loaded.name}: the TVM TFLite frontend cannot import it: {err}") from None
     except Exception as err:  # the frontend's own asserts and TVM errors on odd graphs
-        text = " ".join(str(err).split())[:500]
-        raise CompileError(f"{loaded.name}: import into Relax failed: {type(err).__name__}: {text}") from None
+        raise CompileError(f"{loaded.name}: import into Relax failed: {type(err).__name__}: {one_line(err, 500)}") from None
 
 
 def lower_to_tir(mod, target, database=None):
@@ -45,16 +44,29 @@ def lower_to_tir(mod, target, database=None):
 
 
 def build(mod, target, database=None, untuned: str = "naive"):
-    """Compile a Relax module to a VM executable; tuned schedules come from ``database``.
+    """Compile a Relax module to a VM executable (:func:`lower_to_tir`, then :func:`build_lowered`)."""
+    try:
+        lowered = lower_to_tir(mod, target)
+    except Exception as err:
+        raise CompileError(f"compilation for {target} failed: {type(err).__name__}: {one_line(err, 800)}") from None
+    return build_lowered(lowered, target, database, untuned)
+
+
+def build_lowered(lowered, target, database=None, untuned: str = "naive"):
+    """Compile a module after the zero pipeline to a VM executable; tuned schedules come from
+    ``database`` (applied here, so one lowered module serves the tuned and the untuned build).
 
     ``untuned``: what the functions the database does not cover become: ``"naive"`` (the plain
     loops, what "untuned" latencies measure), ``"design-space"`` (MetaSchedule's first valid
     design-space point: tensorized, parallel, vectorized, unmeasured; for ``--build-only``) or
     ``"design-space-dots"`` (that point for the functions holding an int8 dot product only)."""
     import tvm
+    from tvm import relax
 
     try:
-        lowered = lower_to_tir(mod, target, database)
+        if database is not None:
+            with target, database:
+                lowered = relax.transform.MetaScheduleApplyDatabase()(lowered)
         if untuned in ("design-space", "design-space-dots"):
             from .rules import schedule_unscheduled
 
@@ -62,8 +74,7 @@ def build(mod, target, database=None, untuned: str = "naive"):
         with target:
             return tvm.compile(lowered, target=target)
     except Exception as err:
-        text = " ".join(str(err).split())[:800]
-        raise CompileError(f"compilation for {target} failed: {type(err).__name__}: {text}") from None
+        raise CompileError(f"compilation for {target} failed: {type(err).__name__}: {one_line(err, 800)}") from None
 
 
 def input_tensors(arrays: list[np.ndarray]):

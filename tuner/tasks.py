@@ -57,19 +57,53 @@ def extract(lowered_mod, target, module_equality: str = DEFAULT_MODULE_EQUALITY,
     return tasks if views else [t for t in tasks if not runs_as_view(t)]
 
 
+@dataclass(frozen=True)
+class TaskDedup:
+    """How many tuning tasks each equality makes of a lowered module."""
+
+    fused_calls: int  # calls of TIR functions that run as kernels
+    structural: int  # distinct kernels under structural equality
+    anchor_block: int  # distinct kernels under anchor-block equality: the tuning tasks
+    views: int  # calls of pure reshapes that the build turns into views
+
+    @classmethod
+    def of(cls, lowered_mod, anchor_tasks) -> TaskDedup:
+        """From the module and its anchor-block tasks (views excluded), without a second
+        extraction: structural equality is counted with TVM's structural hash of each called
+        function, views with the same test as :func:`runs_as_view`."""
+        import tvm
+        import tvm_ffi
+        from tvm import relax
+
+        calls: dict = {}
+
+        def visit(expr):
+            if isinstance(expr, relax.Call) and expr.args and isinstance(expr.args[0], relax.GlobalVar):
+                gv = expr.args[0]
+                if isinstance(lowered_mod.functions.get(gv), tvm.tirx.PrimFunc):
+                    calls[gv] = calls.get(gv, 0) + 1
+
+        for func in lowered_mod.functions.values():
+            if isinstance(func, relax.Function):
+                relax.analysis.post_order_visit(func.body, visit)
+        kernels, views, fused = set(), 0, 0
+        for gv, n in calls.items():
+            func = lowered_mod[gv]
+            if relax.analysis.has_reshape_pattern(func):
+                views += n
+            else:
+                fused += n
+                kernels.add(tvm_ffi.structural_hash(func))
+        return cls(fused_calls=fused, structural=len(kernels), anchor_block=len(anchor_tasks), views=views)
+
+    def to_dict(self) -> dict:
+        return {"fused_calls": self.fused_calls, "structural": self.structural,
+                "anchor-block": self.anchor_block, "views": self.views}
+
+
 def dedup_counts(lowered_mod, target) -> dict:
-    """How many tuning tasks each equality makes (and how many fused calls there are, and how
-    many reshape calls run as views)."""
-    every = extract(lowered_mod, target, "structural", views=True)
-    as_view = [runs_as_view(t) for t in every]
-    structural = [t for t, view in zip(every, as_view) if not view]
-    anchor = extract(lowered_mod, target, "anchor-block")
-    return {
-        "fused_calls": int(sum(t.weight for t in structural)),
-        "structural": len(structural),
-        "anchor-block": len(anchor),
-        "views": int(sum(t.weight for t, view in zip(every, as_view) if view)),
-    }
+    """:class:`TaskDedup` of a lowered module as the report's dict (one extraction)."""
+    return TaskDedup.of(lowered_mod, extract(lowered_mod, target)).to_dict()
 
 
 def task_flops(task) -> float:

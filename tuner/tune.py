@@ -29,7 +29,7 @@ from tvmq.errors import Interrupted
 
 from .rules import space_generator
 from .scheduler import EagerGradientScheduler, budget_tasks, median_ms
-from .tasks import DEFAULT_MODULE_EQUALITY, TaskInfo, describe, extract
+from .tasks import DEFAULT_MODULE_EQUALITY, TaskInfo, describe
 
 
 @dataclass
@@ -52,6 +52,23 @@ class TuneConfig:
     build_timeout_s: float = 60.0
     measure_untuned: bool = True
     work_dir: Path = Path("tvmq_out/tuning_logs")
+
+
+@dataclass(frozen=True)
+class Records:
+    """Where a run's measurements go: the tuning database, the run's session in it (None when
+    nothing is tuned) and the one MetaSchedule view of it for this target, which the search
+    writes through and the build reads."""
+
+    database: object  # tvmq.db.TuningDatabase
+    view: object  # its scoped MetaSchedule Database for the target
+    session_id: int | None = None
+
+    @classmethod
+    def open(cls, database, target, session_id: int | None = None,
+             module_equality: str = DEFAULT_MODULE_EQUALITY) -> Records:
+        return cls(database, database.scoped(target, module_equality=module_equality, session_id=session_id),
+                   session_id)
 
 
 @dataclass
@@ -264,17 +281,16 @@ def _quiet_metaschedule_console() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def tune(lowered_mod, target, database, session_id: int | None, config: TuneConfig,
-         console: Console | None = None) -> TuningResult:
-    """Tune the tasks of ``lowered_mod`` (after the zero pipeline) into ``database`` (a
-    :class:`tvmq.db.TuningDatabase`); returns what was tuned, the per-task table and the curve."""
+def tune(tasks, target, records: Records, config: TuneConfig, console: Console | None = None) -> TuningResult:
+    """Tune the extracted ``tasks`` (:func:`.tasks.extract`) into ``records``; returns what was
+    tuned, the per-task table and the curve."""
     from .builder import PersistentBuilder
     from .runner import make_local_runner
 
     console = console or Console(stderr=True)
     start = time.perf_counter()
     me = config.module_equality
-    tasks = extract(lowered_mod, target, me)
+    database, session_id = records.database, records.session_id
     infos = describe(tasks, database, target, me, session_id)
     result = TuningResult(tasks=infos)
     selected = [i for i, t in enumerate(infos) if config.retune or not t.in_db]
@@ -283,7 +299,7 @@ def tune(lowered_mod, target, database, session_id: int | None, config: TuneConf
         return result
 
     _quiet_metaschedule_console()
-    scoped = database.scoped(target, module_equality=me, session_id=session_id)
+    scoped = records.view
     owns_builder = config.builder is None
     builder = config.builder or PersistentBuilder(max_workers=config.builder_workers,
                                                   timeout_sec=config.build_timeout_s)

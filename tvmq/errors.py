@@ -112,3 +112,23 @@ class UsageError(TvmqError):
     """Options that cannot go together."""
 
     kind = "usage"
+
+
+def one_line(err: BaseException | str, limit: int = 300, pick: str = "all") -> str:
+    """An error's text as one line for a user, at most ``limit`` characters.
+
+    ``pick``: ``"all"`` joins every line (whitespace collapsed), ``"first"`` keeps the first
+    non-empty line, ``"last"`` the last one (where TVM's C++ errors put the actual message).
+    An exception with no text reads as its class name.
+    """
+    text = str(err)
+    lines = [" ".join(ln.split()) for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return type(err).__name__ if isinstance(err, BaseException) else ""
+    if pick == "first":
+        out = lines[0]
+    elif pick == "last":
+        out = lines[-1]
+    else:
+        out = " ".join(lines)
+    return out if len(out) <= limit else out[: limit - 1].rstrip() + "…"

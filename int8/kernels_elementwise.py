@@ -1,0 +1,81 @@
+"""TE kernels of the elementwise integer ops: quantized ADD (TFLite's or XNNPACK's scheme) and
+requantization of one tensor to another scale and zero point."""
+
+from __future__ import annotations
+
+import numpy as np
+from tvm import te, tirx
+
+from . import requant as rq
+from .params import AddParams, RequantParams
+
+__all__ = ["add_te", "requantize_te"]
+
+
+def _bcast_index(t, out_idx):
+    nd = len(t.shape)
+    idx = out_idx[len(out_idx) - nd:]
+    return [0 if int(t.shape[d]) == 1 else idx[d] for d in range(nd)]
+
+
+def _xnnpack_add_te(a, b, p: AddParams):
+    """XNNPACK qs8/qu8 vadd: ``acc = bias + a*ma + b*mb; out = asr(acc, shift) + zp``."""
+    out = p.out
+    sa_o = np.float32(p.a.scale) / np.float32(out.scale)
+    sb_o = np.float32(p.b.scale) / np.float32(out.scale)
+    mx = max(abs(sa_o), abs(sb_o))
+    exp = int((np.float32(mx).view(np.uint32) >> 23) & 0xFF) - 127
+    shift = 20 - exp
+    ma = int(np.rint(np.float32(sa_o) * np.float32(2.0 ** shift)))
+    mb = int(np.rint(np.float32(sb_o) * np.float32(2.0 ** shift)))
+    bias = (1 << (shift - 1)) - ma * p.a.zero_point - mb * p.b.zero_point
+    zo = out.zero_point
+
+    def f(*idx):
+        va = a[tuple(_bcast_index(a, idx))].astype("int32")
+        vb = b[tuple(_bcast_index(b, idx))].astype("int32")
+        acc = tirx.const(bias, "int32") + va * ma + vb * mb
+        y = tirx.shift_right(acc, tirx.const(shift, "int32"))
+        y = tirx.max(tirx.min(y, tirx.const(out.qmax - zo, "int32")), tirx.const(out.qmin - zo, "int32"))
+        return (y + zo).astype(out.dtype)
+
+    return te.compute(p.shape, f, name="add")
+
+
+def add_te(a, b, p: AddParams):
+    """Quantized ADD with numpy broadcasting: TFLite's (:func:`.requant.add_params`: both inputs
+    rescaled with 20 bits of headroom, summed, rescaled) or, ``mode="xnnpack"``, XNNPACK's."""
+    if p.mode == "xnnpack":
+        return _xnnpack_add_te(a, b, p)
+    out, shape = p.out, p.shape
+    (q1, s1), (q2, s2), (qo, so) = rq.add_params(p.a.scale, p.b.scale, out.scale)
+    ls = 1 << rq.ADD_LEFT_SHIFT
+
+    # one requantization per stage: nesting them in one expression duplicates subtrees
+    # (each MBQM uses its input several times) and blows up TIR simplification
+    def scaled(t, z, q, s, nm):
+        def f(*idx):
+            return rq.mbqm_tir((t[tuple(_bcast_index(t, idx))].astype("int32") - z) * ls, q, s)
+
+        return te.compute(shape, f, name=nm)
+
+    sa = scaled(a, p.a.zero_point, q1, s1, "scaled_a")
+    sb = scaled(b, p.b.zero_point, q2, s2, "scaled_b")
+    return te.compute(shape, lambda *i: rq.requantize_tir(sa[i] + sb[i], qo, so, out.zero_point, out.qmin, out.qmax,
+                                                          out.dtype), name="add")
+
+
+def requantize_te(x, p: RequantParams):
+    """``x`` (zero point ``zp_x``) requantized to ``p.out``; only re-offset and clamped when the
+    scales are equal."""
+    out = p.out
+
+    def f(*idx):
+        v = x[idx].astype("int32") - p.zp_x
+        if p.identity:
+            y = v + out.zero_point
+            y = tirx.max(tirx.min(y, tirx.const(out.qmax, "int32")), tirx.const(out.qmin, "int32"))
+            return y.astype(out.dtype)
+        return rq.requantize_tir(v, p.q, p.shift, out.zero_point, out.qmin, out.qmax, out.dtype)
+
+    return te.compute(x.shape, f, name="requantize")

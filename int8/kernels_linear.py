@@ -1,0 +1,216 @@
+"""TE kernels of integer convolutions and fully connected layers: the plain loops, and the dot
+products on weights packed for a target's intrinsic (:mod:`.dot`), each with its requantization."""
+
+from __future__ import annotations
+
+from tvm import te, tirx, topi
+
+from . import requant as rq
+from .params import ConvParams, DotParams, LinearParams, Requantization
+
+__all__ = ["conv2d_dot_te", "conv2d_te", "conv_window_sum_te", "dense_dot_te", "dense_te", "dense_window_sum_te"]
+
+
+def _i32(e):
+    return e.astype("int32")
+
+
+def _epilogue_expr(acc, o, epi: Requantization, tens):
+    """Requantize an int32 accumulator for output channel ``o`` (``tens``: per-channel vectors)."""
+    if epi.mode == "xnnpack":
+        scale = epi.scale if epi.scale is not None else tens[0][o]
+        return rq.requantize_fp32_tir(acc, scale, epi.zero_point, epi.qmin, epi.qmax, epi.dtype)
+    if epi.q is not None:
+        q, sh = epi.q, epi.shift
+    else:
+        q, sh = tens[0][o], tens[1][o]
+    return rq.requantize_tir(acc, q, sh, epi.zero_point, epi.qmin, epi.qmax, epi.dtype)
+
+
+# ---------------------------------------------------------------------------------- plain loops
+def conv2d_te(x, w, bias, *tens, params: LinearParams, epi: Requantization):
+    """NHWC conv (grouped or not), kernel HWIO: ``sum(x_pad * w) + bias'`` (symmetric weights)
+    or ``sum((x_pad - zp_x) * (w - zp_w)) + bias`` in int32, then the requantization."""
+    conv: ConvParams = params.conv
+    n, h, wd, c = (int(v) for v in x.shape)
+    kh, kw, icg, oc = (int(v) for v in w.shape)
+    sh, sw = conv.strides
+    dh, dw = conv.dilation
+    pt, pl, pb, pr = conv.padding
+    groups = conv.groups
+    zp_x, zp_w = params.zp_x, params.zp_w
+    ocg = oc // groups
+    oh = (h + pt + pb - (kh - 1) * dh - 1) // sh + 1
+    ow = (wd + pl + pr - (kw - 1) * dw - 1) // sw + 1
+    if pt or pl or pb or pr:
+        xp = topi.nn.pad(x, [0, pt, pl, 0], [0, pb, pr, 0], pad_value=zp_x, name="pad_zp")
+    else:
+        xp = x
+    rh = te.reduce_axis((0, kh), "rh")
+    rw = te.reduce_axis((0, kw), "rw")
+    rc = te.reduce_axis((0, icg), "rc")
+
+    def cin(o):
+        return rc if groups == 1 else (o // ocg) * icg + rc
+
+    if params.symmetric:
+        def term(b, i, j, o):
+            return _i32(xp[b, i * sh + rh * dh, j * sw + rw * dw, cin(o)]) * _i32(w[rh, rw, rc, o])
+    else:
+        def term(b, i, j, o):
+            return (_i32(xp[b, i * sh + rh * dh, j * sw + rw * dw, cin(o)]) - zp_x) * (
+                _i32(w[rh, rw, rc, o]) - zp_w)
+
+    acc = te.compute((n, oh, ow, oc), lambda b, i, j, o: te.sum(term(b, i, j, o), axis=[rh, rw, rc]),
+                     name="acc")
+    return te.compute((n, oh, ow, oc), lambda b, i, j, o: _epilogue_expr(acc[b, i, j, o] + bias[o], o, epi, tens),
+                      name="requant")
+
+
+def dense_te(x, w, bias, *tens, params: LinearParams, epi: Requantization):
+    """Fully connected ``(M, K) x (K, OC)``, as :func:`conv2d_te`."""
+    m, k = (int(v) for v in x.shape)
+    _, oc = (int(v) for v in w.shape)
+    rk = te.reduce_axis((0, k), "rk")
+    zp_x, zp_w = params.zp_x, params.zp_w
+    if params.symmetric:
+        acc = te.compute((m, oc), lambda i, o: te.sum(_i32(x[i, rk]) * _i32(w[rk, o]), axis=rk), name="acc")
+    else:
+        acc = te.compute((m, oc), lambda i, o: te.sum((_i32(x[i, rk]) - zp_x) * (_i32(w[rk, o]) - zp_w), axis=rk),
+                         name="acc")
+    return te.compute((m, oc), lambda i, o: _epilogue_expr(acc[i, o] + bias[o], o, epi, tens), name="requant")
+
+
+# ---------------------------------------------------------------------------------- packed weights
+def _pad_zp(x, before, after, zp_x):
+    """``x`` padded with its zero point (terms against padding are then exactly zero)."""
+    if any(before) or any(after):
+        return topi.nn.pad(x, before, after, pad_value=zp_x, name="pad_zp")
+    return x
+
+
+def _pair_view(x, before, after, zp_x):
+    """The activation ``(..., C)`` padded with its zero point and seen as ``(..., C/4, 2, 2)``
+    (what a "pair" intrinsic reads); ``after[-1]`` pads the channels to a multiple of 4."""
+    c = int(x.shape[-1])
+    lead = [int(d) + b + a for d, b, a in zip(x.shape[:-1], before, after)]
+    icp = c + after[-1]
+
+    def f(*idx):
+        *pos, c4, p, q = idx
+        ch = c4 * 4 + p * 2 + q
+        src = [i - b for i, b in zip(pos, before)]
+        cond = [ch < c] if icp != c else []
+        cond += [tirx.all(s >= 0, s < int(d)) for s, d, b, a in zip(src, x.shape, before, after) if b or a]
+        value = x[(*src, ch)]
+        return tirx.if_then_else(tirx.all(*cond), value, tirx.const(zp_x, x.dtype)) if cond else value
+
+    return te.compute((*lead, icp // 4, 2, 2), f, name="pad_zp")
+
+
+def _dot_input(x, n_lead, before, after, params: DotParams):
+    """The activation as the intrinsic reads it: padded with its zero point (spatially, and to a
+    multiple of 4 channels), seen as ``(..., C/4, 2, 2)`` for a "pair" intrinsic. ``x`` may
+    already be that view (a free Relax reshape, when nothing needs padding)."""
+    if len(x.shape) == n_lead + 3:
+        return x
+    after = [*after[:-1], after[-1] + (-int(x.shape[-1]) % 4)]
+    return (_pad_zp if params.layout == "row" else _pair_view)(x, before, after, params.zp_x)
+
+
+def _window_sum_te(x, params: DotParams, geometry):
+    """``sum`` of the zero-point padded activation over each output position's window (int32):
+    the run-time term of :mod:`.dot`'s algebra when ``cw != 0``, as a kernel of its own (the
+    requantization inside the tensorized tile may only read the accumulator and inputs)."""
+    window, before, after = geometry
+    xp = _pad_zp(x, before, after, params.zp_x)
+    win = [te.reduce_axis((0, n), f"s{i}") for i, n in enumerate(params.window)]
+    rc = te.reduce_axis((0, int(xp.shape[-1])), "sc")
+    return te.compute(params.out_lead, lambda *idx: te.sum(_i32(xp[(*window(*win, idx=idx), rc)]), axis=[*win, rc]),
+                      name="xsum")
+
+
+def _dot_kernel(x, wp, bias, rest, params: DotParams, epi: Requantization, geometry):
+    """The dot product on packed weights: ``acc`` (annotated with its intrinsic), then the
+    requantization of ``acc + bias' (+ cw * window sum)``. ``rest`` holds ``params.n_extra``
+    operands, the window sum (``cw != 0``) or the two zero points (a ``pairzp`` intrinsic), then
+    the requantization vectors.
+
+    ``geometry`` is ``(window, before, after)``: ``window(*window_axes, idx=out_lead_index)``
+    gives the activation's leading indices, ``before`` / ``after`` its padding."""
+    window, before, after = geometry
+    extra, tens = rest[:params.n_extra], rest[params.n_extra:]
+    lanes, oc, cw, out_lead = params.lanes, params.oc, params.cw, params.out_lead
+    ocp = oc + (-oc % lanes)
+    xp = _dot_input(x, len(out_lead), before, after, params)
+    win = [te.reduce_axis((0, n), f"r{i}") for i, n in enumerate(params.window)]
+    chan = [te.reduce_axis((0, int(d)), f"c{i}") for i, d in enumerate(xp.shape[len(out_lead):])]
+
+    def acc_f(*idx):
+        o = idx[-1]
+        a = _i32(xp[(*window(*win, idx=idx[:-1]), *chan)])
+        if params.layout == "row":
+            (rc,) = chan
+            w = _i32(wp[(o // lanes, *win, rc // 4, o % lanes, rc % 4)])
+        else:
+            rc, rp, rq = chan
+            w = _i32(wp[(o // lanes, *win, rc, rp, o % lanes, rq)])
+        if params.layout == "pairzp":
+            zx, zw = extra
+            return te.sum((a - zx[0]) * (w - zw[0]), axis=[*win, *chan])
+        return te.sum(a * w, axis=[*win, *chan])
+
+    acc = te.compute((*out_lead, ocp), acc_f, name="acc", attrs={"tvmq_dot": params.intrin})
+
+    def out_f(*idx):
+        v = acc[idx] + bias[idx[-1]]
+        if cw:
+            v = v + extra[0][idx[:-1]] * cw
+        return _epilogue_expr(v, idx[-1], epi, tens)
+
+    return te.compute((*out_lead, oc), out_f, name="requant")
+
+
+def _conv_geometry(conv: ConvParams, window_dims):
+    """The window -> input index map of an NHWC conv, and its padding before / after."""
+    kh, kw = window_dims
+    sh, sw = conv.strides
+    dh, dw = conv.dilation
+    pt, pl, pb, pr = conv.padding
+
+    def window(rh, rw, idx):
+        b, i, j = idx
+        return b, i * sh + rh * dh, j * sw + rw * dw
+
+    return window, [0, pt, pl, 0], [0, pb, pr, 0]
+
+
+def _dense_window(idx):
+    return (idx[0],)
+
+
+_DENSE_GEOMETRY = (_dense_window, [0, 0], [0, 0])
+
+
+def conv_window_sum_te(x, *, params: DotParams):
+    """The window sum of a conv's activation (see :func:`_window_sum_te`)."""
+    return _window_sum_te(x, params, _conv_geometry(params.conv, params.window))
+
+
+def dense_window_sum_te(x, *, params: DotParams):
+    """The row sum of a fully connected layer's activation (see :func:`_window_sum_te`)."""
+    return _window_sum_te(x, params, _DENSE_GEOMETRY)
+
+
+def conv2d_dot_te(x, wp, bias, *rest, params: DotParams, epi: Requantization):
+    """NHWC conv (groups == 1) on weights packed for a dot-product intrinsic; the ``acc`` block
+    carries the intrinsic's name in its ``tvmq_dot`` annotation for the tuner's schedule rule.
+    ``x`` is ``(N, H, W, C)``, or ``(N, H, W, C/4, 2, 2)`` for a "pair" intrinsic; ``rest`` is
+    the ``n_extra`` operands of :func:`_dot_kernel`, then the requantization vectors."""
+    return _dot_kernel(x, wp, bias, rest, params, epi, _conv_geometry(params.conv, params.window))
+
+
+def dense_dot_te(x, wp, bias, *rest, params: DotParams, epi: Requantization):
+    """Fully connected on packed weights (see :func:`conv2d_dot_te`); ``x`` is ``(M, K)``
+    or ``(M, K/4, 2, 2)``."""
+    return _dot_kernel(x, wp, bias, rest, params, epi, _DENSE_GEOMETRY)

@@ -1,0 +1,167 @@
+"""Typed parameters that the integer kernels are built from, and the one table of integer ranges.
+
+The pattern modules (``rewrite_*``) read these off the QDQ graph; the kernel modules
+(``kernels_*``) take them as the keyword arguments of their TE functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Optional, Tuple
+
+import numpy as np
+
+from . import requant as rq
+
+__all__ = ["INT_RANGES", "AddParams", "ConvParams", "DotParams", "LinearParams", "MeanParams", "OutputQuant",
+           "PoolParams", "QuantParams", "RequantParams", "Requantization"]
+
+# dtype -> (min, max): the only copy (the lowering, the dot-product choices and packing read it)
+INT_RANGES = {"uint8": (0, 255), "int8": (-128, 127), "int16": (-32768, 32767)}
+
+
+@dataclass(frozen=True)
+class QuantParams:
+    """How a quantized tensor maps to reals: ``real = scale * (q - zero_point)``."""
+
+    scale: float
+    zero_point: int
+    dtype: str
+
+
+@dataclass(frozen=True)
+class OutputQuant:
+    """A kernel's output: its quantization and the clamp (dtype range, fused activation)."""
+
+    scale: float
+    zero_point: int
+    dtype: str
+    qmin: int
+    qmax: int
+
+    @classmethod
+    def of(cls, scale: float, zero_point: int, dtype: str, clip: Optional[Tuple[int, int]] = None) -> "OutputQuant":
+        """The dtype's range, narrowed by an integer ``clip`` (the ``R.clip`` after a quantize)."""
+        qmin, qmax = INT_RANGES[dtype]
+        if clip is not None:
+            qmin, qmax = max(qmin, clip[0]), min(qmax, clip[1])
+        return cls(scale, zero_point, dtype, qmin, qmax)
+
+    def with_activation(self, lo: float, hi: float) -> "OutputQuant":
+        """The clamp of a float activation ``[lo, hi]`` applied before the quantize (TFLite's
+        ``CalculateActivationRangeQuantized``: ``zp + std::round(v / scale)`` in float32)."""
+        s = np.float32(self.scale)
+
+        def level(v: float) -> int:
+            return self.zero_point + rq.round_half_away(float(np.float32(v) / s))
+
+        amin = self.qmin if lo == -np.inf else max(self.qmin, level(lo))
+        amax = self.qmax if hi == np.inf else min(self.qmax, level(hi))
+        return replace(self, qmin=amin, qmax=amax)
+
+    @property
+    def full_range(self) -> bool:
+        return (self.qmin, self.qmax) == INT_RANGES[self.dtype]
+
+
+@dataclass(frozen=True)
+class Requantization:
+    """The epilogue of a conv / dense kernel: int32 accumulator -> output dtype.
+
+    ``mode="tflite"``: fixed-point ``q``/``shift`` (None: per-channel vectors passed as tensors);
+    ``mode="xnnpack"``: float32 ``scale`` (None: a per-channel vector passed as a tensor)."""
+
+    mode: str
+    zero_point: int
+    qmin: int
+    qmax: int
+    dtype: str
+    q: Optional[int] = None
+    shift: Optional[int] = None
+    scale: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class ConvParams:
+    """An NHWC conv's geometry (``padding`` is top, left, bottom, right)."""
+
+    strides: Tuple[int, int]
+    padding: Tuple[int, int, int, int]
+    dilation: Tuple[int, int]
+    groups: int
+
+
+@dataclass(frozen=True)
+class LinearParams:
+    """A plain integer conv / dense: the zero points, and whether the weights are symmetric
+    (``zp_w == 0``: ``zp_x * sum(w)`` is folded into the bias)."""
+
+    zp_x: int
+    zp_w: int
+    symmetric: bool
+    conv: Optional[ConvParams] = None
+
+
+@dataclass(frozen=True)
+class DotParams:
+    """A conv / dense on weights packed for a dot-product intrinsic (:mod:`.dot`)."""
+
+    zp_x: int
+    cw: int  # coefficient of the activation window sum (0: none)
+    lanes: int
+    layout: str  # "row" | "pair" | "pairzp"
+    intrin: str
+    oc: int  # real output channels (the packed weights have a multiple of ``lanes``)
+    window: Tuple[int, ...]  # kernel window dims (() for dense)
+    out_lead: Tuple[int, ...]  # output shape without the channels
+    n_extra: int = 0  # operands between the bias and the requantization vectors
+    conv: Optional[ConvParams] = None
+
+
+@dataclass(frozen=True)
+class AddParams:
+    """A quantized ADD of two (broadcast) operands."""
+
+    a: QuantParams
+    b: QuantParams
+    out: OutputQuant
+    mode: str
+    shape: Tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class RequantParams:
+    """Requantize one tensor: ``identity`` when only the zero point changes."""
+
+    zp_x: int
+    q: int
+    shift: int
+    out: OutputQuant
+    identity: bool
+
+
+@dataclass(frozen=True)
+class MeanParams:
+    """A quantized MEAN over ``axes`` (``n`` elements each): TFLite's multiplier ``q``/``shift``
+    with ``1/n`` folded in, or XNNPACK's float32 ``fscale``."""
+
+    axes: Tuple[int, ...]
+    keepdims: bool
+    zp_x: int
+    n: int
+    q: int
+    shift: int
+    fscale: float
+    out: OutputQuant
+    mode: str
+
+
+@dataclass(frozen=True)
+class PoolParams:
+    """An NHWC integer average pool (``padding``: 2 or 4 values, as Relax holds it)."""
+
+    pool: Tuple[int, int]
+    strides: Tuple[int, int]
+    padding: Tuple[int, ...]
+    dtype: str
+    count_include_pad: bool

@@ -1,0 +1,173 @@
+"""Integer rewrites of convolutions (``relax.nn.conv2d``, NHWC, depthwise included) and fully
+connected layers (``relax.matmul`` on a transposed weight constant), with their bias.
+
+``acc[o] = sum(x_pad * w[o]) + bias'[o]`` in int32 from the activations and the original 8-bit
+weight constants (the input padded with its zero point, so padding adds exactly zero):
+symmetric weights fold ``zp_x * sum(w)`` into ``bias'``; asymmetric (uint8 per-tensor) ones
+compute ``(x - zp_x) * (w - zp_w)``. The requantization (per tensor or per channel,
+:mod:`.requant`) and the activation clamp are fused in the same kernel. With a dot-product
+``scheme`` (:mod:`.dot`) convolutions with ``groups == 1`` and fully connected layers are dot
+products on packed weights instead, their ``acc`` block annotated with the intrinsic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Optional
+
+import numpy as np
+from tvm import relax
+
+from . import dot
+from . import requant as rq
+from .kernels_linear import conv2d_dot_te, conv2d_te, conv_window_sum_te, dense_dot_te, dense_te, dense_window_sum_te
+from .params import ConvParams, DotParams, LinearParams, OutputQuant, QuantParams, Requantization
+from .patterns import RewriteContext, per_channel, register_int8, require, shape_of
+
+__all__ = ["conv2d", "matmul"]
+
+
+def _conv_kind(call) -> str:
+    return "depthwise_conv2d" if int(call.attrs.groups) > 1 else "conv2d"
+
+
+@dataclass(frozen=True)
+class _Layer:
+    """A conv / dense layer as read off the graph: the float call, its integer activation, and
+    its weights ``(..., K, OC)`` with one scale per output channel and one zero point."""
+
+    call: relax.Call
+    x: relax.Var
+    xq: QuantParams
+    w: np.ndarray
+    w_scale: np.ndarray
+    w_zp: int
+    symmetric: bool  # zp_w == 0
+    bias: np.ndarray  # int64, one per output channel
+    conv: Optional[ConvParams]  # None: fully connected
+
+    @property
+    def oc(self) -> int:
+        return self.w.shape[-1]
+
+
+@register_int8("relax.nn.conv2d", kind=_conv_kind, bias=True)
+def conv2d(ctx: RewriteContext, f: relax.Call, out: OutputQuant, bias: Optional[np.ndarray] = None):
+    at = f.attrs
+    x, xq = ctx.graph.deq_act(f.args[0])
+    wq, ws, wz = _weights(ctx, f)
+    require(at.data_layout == "NHWC" and at.out_layout == "NHWC", "layout")
+    require(at.kernel_layout in ("HWIO", "HWOI"), "kernel layout")
+    if at.kernel_layout == "HWOI":
+        wq, ws, wz = (np.transpose(a, (0, 1, 3, 2)) for a in (wq, ws, wz))
+    require(len(shape_of(x)) == 4, "conv rank")
+    conv = ConvParams(tuple(int(s) for s in at.strides), tuple(int(p) for p in at.padding),
+                      tuple(int(d) for d in at.dilation), int(at.groups))
+    return _lower_linear(ctx, _layer(f, x, xq, (wq, ws, wz), bias, conv), out)
+
+
+@register_int8("relax.matmul", kind="dense", bias=True)
+def matmul(ctx: RewriteContext, f: relax.Call, out: OutputQuant, bias: Optional[np.ndarray] = None):
+    x, xq = ctx.graph.deq_act(f.args[0])
+    wq, ws, wz = _weights(ctx, f)
+    require(wq.ndim == 2 and len(shape_of(x)) == 2, "dense rank")
+    return _lower_linear(ctx, _layer(f, x, xq, (wq, ws, wz), bias, None), out)
+
+
+def _weights(ctx: RewriteContext, f: relax.Call):
+    wq, ws, wz = ctx.graph.deq_const(f.args[1])
+    require(wq.dtype in (np.int8, np.uint8), f"weight dtype {wq.dtype}")
+    return wq, ws, wz
+
+
+def _layer(f, x, xq: QuantParams, weights, bias, conv: Optional[ConvParams]) -> _Layer:
+    """The layer of weights ``(q, per-element scale, per-element zero point)``, output channels
+    last: quantized per tensor or per output channel, the zero point per tensor."""
+    wq, ws, wz = weights
+    oc_axis = wq.ndim - 1
+    oc = wq.shape[oc_axis]
+    w_scale = per_channel(ws, oc_axis).astype(np.float32)
+    w_zp = per_channel(wz, oc_axis).astype(np.int64)
+    bias = np.zeros(oc, np.int64) if bias is None else np.broadcast_to(bias, (oc,)).astype(np.int64)
+    require(bias.shape == (oc,), "bias shape")
+    symmetric = bool(np.all(w_zp == 0))
+    per_tensor_wzp = bool(np.all(w_zp == w_zp[0]))
+    require(symmetric or per_tensor_wzp, "per-channel asymmetric weights")
+    return _Layer(f, x, xq, wq, w_scale, 0 if symmetric else int(w_zp[0]), symmetric, bias, conv)
+
+
+def _lower_linear(ctx: RewriteContext, layer: _Layer, out: OutputQuant):
+    """The integer kernel of a conv / dense layer: on packed weights where the scheme has an
+    intrinsic for it, else the plain loops."""
+    epi, tensors = _requantization(ctx.mode, layer.xq.scale, layer.w_scale, out)
+    x_in = ctx.remap(layer.x)
+    conv = layer.conv
+    choice = None
+    if ctx.scheme and (conv is None or conv.groups == 1):
+        choice = dot.choose(ctx.scheme, layer.xq.dtype, layer.w, layer.w_zp)
+    if choice is not None:
+        return _lower_dot(ctx, layer, x_in, epi, tensors, choice)
+    wsum = layer.w.astype(np.int64).reshape(-1, layer.oc).sum(axis=0)
+    bias_eff = layer.bias - layer.xq.zero_point * wsum if layer.symmetric else layer.bias
+    require(np.all(np.abs(bias_eff) < 2**31), "bias overflow")
+    params = LinearParams(layer.xq.zero_point, layer.w_zp, layer.symmetric, conv)
+    if conv is None:
+        te_fn, name = dense_te, "int8_dense"
+    else:
+        te_fn, name = conv2d_te, f"int8_{_conv_kind(layer.call)}"
+    return ctx.call_te(te_fn, x_in, relax.const(layer.w), relax.const(bias_eff.astype(np.int32)), *tensors,
+                       params=params, epi=epi, name=name)
+
+
+def _lower_dot(ctx: RewriteContext, layer: _Layer, x_in, epi: Requantization, tensors, choice: dot.DotChoice):
+    """Conv / dense as a dot product on packed weights, tensorizable with ``choice.intrin``
+    (see :mod:`.dot` for the algebra)."""
+    wq, zp_x, oc, conv = layer.w, layer.xq.zero_point, layer.oc, layer.conv
+    packed, bsum = dot.pack(choice, wq)
+    if choice.zero_points:
+        bias_eff = layer.bias
+    else:
+        # the window sum covers the real input channels only (the padding to a multiple of 4
+        # meets zero weights in ``acc``), so its constant counterpart must count them alone
+        k_total = int(np.prod(wq.shape[:-2])) * wq.shape[-2]
+        bias_eff = layer.bias - zp_x * (bsum[:oc] + choice.cw * k_total)
+    require(np.all(np.abs(bias_eff) < 2**31), "bias overflow")
+    ctx.intrinsics[choice.intrin] += 1
+    for skipped in choice.skipped:
+        ctx.intrinsics[f"{skipped} (could saturate)"] += 1
+    params = DotParams(zp_x, choice.cw, choice.lanes, choice.layout, choice.intrin, oc,
+                       tuple(int(d) for d in wq.shape[:-2]), tuple(shape_of(layer.call)[:-1]), conv=conv)
+    extra = []
+    if choice.cw:
+        te_fn = conv_window_sum_te if conv is not None else dense_window_sum_te
+        extra.append(ctx.builder.emit(ctx.call_te(te_fn, x_in, params=params, name="int8_window_sum")))
+    elif choice.zero_points:
+        extra += [relax.const(np.array([zp_x], np.int32)), relax.const(np.array([layer.w_zp], np.int32))]
+    params = replace(params, n_extra=len(extra))
+    x_shape = shape_of(layer.call.args[0])
+    if choice.layout != "row" and x_shape[-1] % 4 == 0 and not (conv is not None and any(conv.padding)):
+        # the (..., C/4, 2, 2) view the intrinsic reads, as a free reshape
+        x_in = ctx.builder.emit(relax.op.reshape(x_in, [*x_shape[:-1], x_shape[-1] // 4, 2, 2]))
+    args = (x_in, relax.const(packed), relax.const(bias_eff.astype(np.int32)), *extra, *tensors)
+    te_fn, name = (conv2d_dot_te, "int8_conv2d") if conv is not None else (dense_dot_te, "int8_dense")
+    return ctx.call_te(te_fn, *args, params=params, epi=epi, name=name)
+
+
+def _requantization(mode: str, s_x: float, w_scale: np.ndarray, out: OutputQuant):
+    """The epilogue's parameters: static python values, or (per channel) constant vectors."""
+    static = dict(mode=mode, zero_point=out.zero_point, qmin=out.qmin, qmax=out.qmax, dtype=out.dtype)
+    tensors = []
+    if mode == "xnnpack":
+        sc = rq.xnnpack_scale(s_x, w_scale, out.scale).astype(np.float32)
+        if np.all(sc == sc[0]):
+            static["scale"] = float(sc[0])
+        else:
+            tensors.append(relax.const(sc))
+    else:
+        real = np.float64(s_x) * w_scale.astype(np.float64) / np.float64(out.scale)
+        q, sh = rq.quantize_multipliers(real)
+        if np.all(q == q[0]) and np.all(sh == sh[0]):
+            static["q"], static["shift"] = int(q[0]), int(sh[0])
+        else:
+            tensors += [relax.const(q), relax.const(sh)]
+    return Requantization(**static), tensors

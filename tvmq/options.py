@@ -1,0 +1,158 @@
+"""What a run is asked to do: frozen option groups, validated in one place.
+
+A run's options are six groups — the model and its inputs (:class:`SourceOptions`), the machine
+(:class:`TargetOptions`), the search (:class:`TuningOptions`), the code generated
+(:class:`CodegenOptions`), the measurement (:class:`MeasurementOptions`) and the files written
+(:class:`OutputOptions`) — gathered in :class:`RunOptions`. :meth:`RunOptions.from_mapping` builds
+them from the flat names ``tvmq-tune`` uses (its argparse destinations), and every rule about
+which values and combinations are allowed lives in :meth:`RunOptions.validate`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from tvmq.errors import UsageError
+
+REQUANT_MODES = ("tflite", "xnnpack")  # tvmq.int8.requant.MODES, named here without importing TVM
+DEFAULT_TRIALS = 200
+_LAYOUT = re.compile(r"^(NHWC|NCHW|NCHW[1-9]\d*c)$")
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """The model and what to feed it."""
+
+    model: str
+    images: tuple[str, ...] = ()
+    labels: str | None = None
+    seed: int = 0  # of the synthetic inputs (and of the search)
+
+
+@dataclass(frozen=True)
+class TargetOptions:
+    """Which CPU, and where the code runs: here, on an RPC tracker's devices, or nowhere (build only)."""
+
+    name: str = "native"
+    threads: int | None = None  # None: the profile's, at most the host's cores
+    build_only: bool = False
+    rpc_tracker: str | None = None
+    rpc_key: str | None = None
+
+    @property
+    def remote(self) -> bool:
+        return bool(self.rpc_tracker) and not self.build_only
+
+    @property
+    def measure_here(self) -> bool:
+        return not self.build_only and not self.rpc_tracker
+
+
+@dataclass(frozen=True)
+class TuningOptions:
+    """How much to search, and where the measurements are kept."""
+
+    trials: int = 0
+    trials_per_task: int | None = None
+    retune: bool = False
+    seed: int = 0
+    db: str | None = None  # None: ./tvmq.db (or $TVMQ_DB)
+    show_tasks: bool = False
+
+
+@dataclass(frozen=True)
+class CodegenOptions:
+    """What code is generated. ``layout`` and ``winograd`` left at None take the profile's choice."""
+
+    int8: bool = False
+    requant: str = "tflite"
+    layout: str | None = None
+    winograd: bool | None = None
+
+
+@dataclass(frozen=True)
+class MeasurementOptions:
+    repeat: int = 30  # benchmark runs of each engine
+    tolerance: float = 2.0  # quantized units allowed on non-classification outputs
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    out_dir: Path | None = None  # None: tvmq_out/MODEL-TARGET
+    json_path: Path | None = None
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    source: SourceOptions
+    target: TargetOptions = field(default_factory=TargetOptions)
+    tuning: TuningOptions = field(default_factory=TuningOptions)
+    codegen: CodegenOptions = field(default_factory=CodegenOptions)
+    measurement: MeasurementOptions = field(default_factory=MeasurementOptions)
+    output: OutputOptions = field(default_factory=OutputOptions)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping) -> RunOptions:
+        """The groups from flat names (``tvmq-tune``'s argparse destinations, e.g. ``vars(args)``;
+        ``target`` names the profile, ``out``/``json`` the output paths). Unknown names are an error;
+        ``trials`` left out (or None) is the default budget, or 0 with ``build_only``. Validated."""
+        flat = {k: v for k, v in values.items() if v is not None}
+        renames = {"target": "name", "out": "out_dir", "json": "json_path"}
+        flat = {renames.get(k, k): v for k, v in flat.items()}
+        if flat.get("layout") == "profile":  # the CLI's spelling of "the profile's choice"
+            del flat["layout"]
+        if "images" in flat:
+            flat["images"] = tuple(_flatten(flat["images"]))
+        if "image" in flat:
+            flat["images"] = tuple(_flatten(flat.pop("image")))
+        flat.setdefault("trials", 0 if flat.get("build_only") else DEFAULT_TRIALS)
+        groups = {}
+        for name, group in (("source", SourceOptions), ("target", TargetOptions), ("tuning", TuningOptions),
+                            ("codegen", CodegenOptions), ("measurement", MeasurementOptions),
+                            ("output", OutputOptions)):
+            names = {f.name for f in fields(group)}
+            groups[name] = group(**{k: flat[k] for k in names if k in flat})
+        unknown = set(flat) - {f.name for g in groups.values() for f in fields(g)}
+        if unknown:
+            raise TypeError(f"unknown run options: {', '.join(sorted(unknown))}")
+        return cls(**groups).validate()
+
+    def validate(self) -> RunOptions:
+        """Every rule about option values and combinations; raises :class:`UsageError`."""
+        t, tu, c, m = self.target, self.tuning, self.codegen, self.measurement
+        _at_least("--trials", tu.trials, 0)
+        _at_least("--trials-per-task", tu.trials_per_task, 1)
+        _at_least("--threads", t.threads, 1)
+        _at_least("--repeat", m.repeat, 1)
+        if c.requant not in REQUANT_MODES:
+            raise UsageError(f"--requant must be one of {', '.join(REQUANT_MODES)}, not {c.requant!r}")
+        if c.layout is not None and not _LAYOUT.match(c.layout):
+            raise UsageError(f"--layout must be profile, NHWC, NCHW or NCHW<b>c (e.g. NCHW16c), not {c.layout!r}")
+        if t.build_only and tu.trials > 0:
+            raise UsageError("--build-only tunes nothing: drop --trials, or tune on the device with --rpc-tracker")
+        if bool(t.rpc_tracker) != bool(t.rpc_key):
+            raise UsageError("--rpc-tracker and --rpc-key go together")
+        if c.requant != "tflite" and not c.int8:
+            raise UsageError("--requant chooses how --int8 kernels requantize: add --int8 (the QDQ float graph "
+                             "has no integer requantization to choose)")
+        return self
+
+
+def _flatten(items) -> list[str]:
+    """``--image`` is ``append`` of ``nargs='+'``: a list of lists, or already flat."""
+    out: list[str] = []
+    for item in items:
+        out.extend(_flatten(item) if isinstance(item, (list, tuple)) else [item])
+    return out
+
+
+def _at_least(flag: str, value: int | None, low: int) -> None:
+    if value is not None and value < low:
+        raise UsageError(f"{flag} must be {low} or more, not {value}")
+
+
+__all__ = ["RunOptions", "SourceOptions", "TargetOptions", "TuningOptions", "CodegenOptions",
+           "MeasurementOptions", "OutputOptions", "DEFAULT_TRIALS", "REQUANT_MODES"]

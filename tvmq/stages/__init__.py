@@ -1,0 +1,15 @@
+"""The stages of a run, each callable on its own with typed inputs and outputs.
+
+``source``: :func:`load`, :func:`inputs`; ``compile``: :func:`plan`, :func:`prepare`,
+:func:`lower`, :func:`open_records`, :func:`tune`, :func:`build`, :func:`export`; ``measure``:
+:func:`runnable`, :func:`verify`, :func:`benchmark`. :func:`tvmq.pipeline.run` chains them.
+"""
+
+from .compile import Lowered, Plan, Prepared, build, export, lower, open_records, plan, prepare, tune
+from .measure import Verification, benchmark, benchmark_untuned, runnable, verify
+from .source import Inputs, inputs, load
+from .steps import Steps
+
+__all__ = ["Inputs", "Lowered", "Plan", "Prepared", "Steps", "Verification", "benchmark", "benchmark_untuned",
+           "build", "export", "inputs", "load", "lower", "open_records", "plan", "prepare", "runnable", "tune",
+           "verify"]

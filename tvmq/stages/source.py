@@ -1,0 +1,45 @@
+"""The source stages of a run: the model, read and inspected before anything is compiled
+(:func:`load`), and what it is fed (:func:`inputs`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tvmq.options import SourceOptions
+
+from .steps import Steps
+
+
+def load(source: SourceOptions, steps: Steps):
+    """``(LoadedModel, ModelInfo)``: the model read, validated and shown; refused here, before any
+    compilation, when TVM cannot convert it."""
+    from tvmq.model import check_convertible, inspect_model, load_model
+    from tvmq.report.render import model_tables
+
+    with steps.step("load", f"load {source.model}"):
+        model = load_model(source.model)
+        info = inspect_model(model)
+    for table in model_tables(info):
+        steps.print(table)
+    check_convertible(info)
+    return model, info
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What the build and the reference are fed, and how their outputs are named."""
+
+    samples: list  # tvmq.model.InputSample
+    labels: list[str] | None
+    output_names: list[str]
+
+
+def inputs(info, source: SourceOptions) -> Inputs:
+    """The images (or a deterministic synthetic input) as the model's input arrays, and the labels."""
+    from tvmq.model import load_labels, make_inputs
+
+    labels = load_labels(source.labels)
+    return Inputs(make_inputs(info, list(source.images), seed=source.seed), labels, [t.name for t in info.outputs])
+
+
+__all__ = ["Inputs", "inputs", "load"]
