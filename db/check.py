@@ -42,6 +42,12 @@ def _ids(ids: list[int]) -> str:
     return shown + (f", … {len(ids) - 10} more" if len(ids) > 10 else "")
 
 
+def _problem(rep: CheckReport, ids: list[int], what: str) -> None:
+    """``N <what> (ids …).`` among the report's problems, when there are any such ids."""
+    if ids:
+        rep.problems.append(f"{len(ids)} {what} (ids {_ids(ids)}).")
+
+
 def check(db: Any, *, deep: bool = True, fix: bool = False) -> CheckReport:
     """Integrity: SQLite's integrity_check, orphans, unreadable workloads/targets/traces.
 
@@ -58,24 +64,15 @@ def check(db: Any, *, deep: bool = True, fix: bool = False) -> CheckReport:
         running = repository.count_running_sessions(s)
         wl_rows = repository.workload_contents(s)
         rec_rows = repository.ms_rows(s, best_first=False)
-    if bad.records_without_workload:
-        rep.problems.append(f"{len(bad.records_without_workload)} records point to missing workloads "
-                            f"(ids {_ids(bad.records_without_workload)}).")
-    if bad.records_without_session:
-        rep.problems.append(f"{len(bad.records_without_session)} records point to missing sessions "
-                            f"(ids {_ids(bad.records_without_session)}).")
+    _problem(rep, bad.records_without_workload, "records point to missing workloads")
+    _problem(rep, bad.records_without_session, "records point to missing sessions")
     if running:
         rep.notes.append(f"{running} sessions are still marked running (in progress, or killed).")
     bad.workloads = _unreadable_workloads(wl_rows)
-    if bad.workloads:
-        rep.problems.append(f"{len(bad.workloads)} workloads cannot be read (ids {_ids(bad.workloads)}).")
+    _problem(rep, bad.workloads, "workloads cannot be read")
     _check_records(db, rec_rows, bad, deep)
-    if bad.records_bad_target:
-        rep.problems.append(f"{len(bad.records_bad_target)} records have a target TVM cannot parse "
-                            f"(ids {_ids(bad.records_bad_target)}).")
-    if bad.records_bad_trace:
-        rep.problems.append(f"{len(bad.records_bad_trace)} records have traces that cannot be "
-                            f"{'replayed' if deep else 'parsed'} (ids {_ids(bad.records_bad_trace)}).")
+    _problem(rep, bad.records_bad_target, "records have a target TVM cannot parse")
+    _problem(rep, bad.records_bad_trace, f"records have traces that cannot be {'replayed' if deep else 'parsed'}")
     if fix:
         _fix(db, bad, rep)
     return rep
