@@ -32,7 +32,9 @@ def _init_build_worker(export_root: str, preload_tensor_intrin: bool, f_build, f
     tempfile.tempdir = export_root
     os.environ["TMPDIR"] = export_root
     if preload_tensor_intrin:
-        import tvm.s_tir.tensor_intrin  # noqa: F401  pylint: disable=unused-import,import-outside-toplevel
+        from .tensor_intrinsics import import_tensor_intrinsics  # pylint: disable=import-outside-toplevel
+
+        import_tensor_intrinsics()
     from tvm.s_tir.meta_schedule.builder import local_builder  # noqa: F401  pylint: disable=import-outside-toplevel
     from tvm.s_tir.meta_schedule.utils import get_global_func_with_default_on_worker  # pylint: disable=import-outside-toplevel
 

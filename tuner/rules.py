@@ -24,6 +24,8 @@ from tvm.s_tir import meta_schedule as ms
 from tvm.s_tir.meta_schedule.postproc import PyPostproc
 from tvm.s_tir.meta_schedule.schedule_rule import PyScheduleRule
 
+from .tensor_intrinsics import import_tensor_intrinsics
+
 DOT_ANNOTATION = "tvmq_dot"
 
 
@@ -182,27 +184,35 @@ def postprocs() -> list:
 
 
 def space_generator() -> ms.space_generator.PostOrderApply:
-    """A fresh design-space generator (one per tuning task: MetaSchedule clones it anyway)."""
+    """A fresh design-space generator (one per tuning task: MetaSchedule clones it anyway).
+    Its ``TuneContext`` imports TVM's tensor intrinsics: done here first, the fast way."""
+    import_tensor_intrinsics()
     return ms.space_generator.PostOrderApply(sch_rules=schedule_rules(), postprocs=postprocs(),
                                              mutator_probs="llvm")
 
 
-def design_space_point(func, target, seed: int = 0):
-    """``func`` (a PrimFunc) scheduled by the first point of its design space that survives the
-    postprocessors (tensorized where it has an annotated dot product, parallel and vectorized),
-    or None. Nothing is measured: this is MetaSchedule's starting point, not a tuned schedule."""
-    import tvm
-
-    ctx = ms.TuneContext(mod=tvm.IRModule({"main": func}), target=target, space_generator=space_generator(),
-                         rand_state=seed, num_threads=1)
+def design_space_schedule(mod, target, seed: int = 0):
+    """The schedule of ``mod`` (an IRModule with one PrimFunc, ``main``) at the first point of its
+    design space that survives the postprocessors (tensorized where it has an annotated dot
+    product, parallel and vectorized), or None. Its ``trace`` is what a tuning record of that
+    point stores. Nothing is measured: this is MetaSchedule's starting point, not a tuned schedule."""
+    ctx = ms.TuneContext(mod=mod, target=target, space_generator=space_generator(), rand_state=seed, num_threads=1)
     try:
         spaces = ctx.space_generator.generate_design_space(ctx.mod)
         for sch in spaces:
             if all(p.apply(sch) for p in ctx.space_generator.postprocs):
-                return sch.mod["main"]
+                return sch
     except Exception:  # noqa: BLE001 - whatever stops the rules, the function keeps its plain loops
         pass
     return None
+
+
+def design_space_point(func, target, seed: int = 0):
+    """``func`` (a PrimFunc) scheduled by :func:`design_space_schedule`, or None."""
+    import tvm
+
+    sch = design_space_schedule(tvm.IRModule({"main": func}), target, seed)
+    return None if sch is None else sch.mod["main"]
 
 
 def _is_scheduled(func) -> bool:
@@ -241,5 +251,5 @@ def schedule_unscheduled(lowered, target, seed: int = 0, only_dots: bool = False
 
 
 __all__ = ["DOT_ANNOTATION", "ComputeLocationOutsideDots", "RequireTensorized", "TensorizeAnnotatedDot",
-           "UnrollAroundTensorized", "design_space_point",
+           "UnrollAroundTensorized", "design_space_point", "design_space_schedule",
            "postprocs", "schedule_rules", "schedule_unscheduled", "space_generator"]
