@@ -9,7 +9,7 @@ from datetime import datetime
 from rich.console import Console
 from rich.table import Table
 
-from .common import exit_with, run_command
+from .common import ArgumentParser, exit_status_help, exit_with, number_in, run_command
 
 DESCRIPTION = """\
 Look into and maintain the tvmq tuning database: the SQL database (a SQLite file by default)
@@ -39,18 +39,18 @@ examples:
   tvmq-db merge other/tvmq.db               copy what another machine tuned
   tvmq-db prune --keep 5                    keep the 5 best records per workload per target
   tvmq-db check                             integrity: SQLite, orphans, unreadable traces
+  tvmq-db check --dry-run                   what `check --fix` would delete, and why
   tvmq-db upgrade                           bring an older database to the newest schema
-
-exit status: 0 success, 1 `check` found problems, 2 error (one line on stderr), 130 Ctrl-C.
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tvmq-db", description=DESCRIPTION, epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="tvmq-db", description=DESCRIPTION,
+                       epilog=EPILOG + "\n" + exit_status_help("success", "`check` found problems"),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--db", metavar="URL_OR_PATH",
                    help="database file or SQLAlchemy URL (default: $TVMQ_DB or ./tvmq.db)")
-    p.add_argument("--timeout", type=float, metavar="SECONDS",
+    p.add_argument("--timeout", type=number_in(0.0, 86400.0), metavar="SECONDS",
                    help="how long to wait for another process's write lock (default: 30)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -59,8 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
 
     s = add("sessions", "list tuning sessions, newest first",
-            "List tuning sessions, newest first: model, target, host, trials, status, records.")
-    s.add_argument("--limit", type=int, metavar="N", help="only the N newest sessions")
+            "List tuning sessions, newest first: model, target, host, trials, status, records.\n"
+            "A session still marked running that sent no heartbeat for $TVMQ_STALE_AFTER_S seconds\n"
+            "(default 120; a tuner beats every $TVMQ_HEARTBEAT_S, default 20) shows as stale:\n"
+            "killed, or cut off from the database.")
+    s.add_argument("--limit", type=number_in(1), metavar="N", help="only the N newest sessions")
 
     s = add("workloads", "list workloads (tuning tasks) with record counts",
             "List workloads (tuning tasks): name, structural hash, records, targets, best time.")
@@ -74,15 +77,15 @@ def build_parser() -> argparse.ArgumentParser:
             "Show the best (lowest mean run time) valid records per workload per target, and the\n"
             "session that measured each.")
     s.add_argument("--target", metavar="TARGET", help="only this target")
-    s.add_argument("--workload", type=int, metavar="ID", help="only this workload id")
-    s.add_argument("--top", type=int, default=1, metavar="K", help="the K best of each (default: 1)")
+    s.add_argument("--workload", type=number_in(1), metavar="ID", help="only this workload id")
+    s.add_argument("--top", type=number_in(1), default=1, metavar="K", help="the K best of each (default: 1)")
 
     s = add("export", "write MetaSchedule's JSON database files into a folder",
             "Write database_workload.json and database_tuning_record.json into DIR, exactly the\n"
             "files ms.database.JSONDatabase(work_dir=DIR) reads.")
     s.add_argument("dir", metavar="DIR")
     s.add_argument("--target", metavar="TARGET", help="only records of this target")
-    s.add_argument("--top", type=int, metavar="K", help="only the K best records per workload per target")
+    s.add_argument("--top", type=number_in(1), metavar="K", help="only the K best records per workload per target")
     s.add_argument("--overwrite", action="store_true", help="replace the files if DIR already has them")
 
     s = add("import", "read MetaSchedule's JSON database files from a folder",
@@ -101,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = add("prune", "keep only the K best records per workload per target",
             "Delete all but the K best valid records of every workload on every target; records\n"
             "that failed or were never measured are deleted too. Then compact the SQLite file.")
-    s.add_argument("--keep", type=int, required=True, metavar="K")
+    s.add_argument("--keep", type=number_in(1), required=True, metavar="K")
     s.add_argument("--target", metavar="TARGET", help="only prune this target")
     s.add_argument("--no-vacuum", action="store_true", help="do not compact the file afterwards")
 
@@ -111,7 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
             "traces that cannot be replayed on their workload. Exit status 1 if anything is wrong.")
     s.add_argument("--quick", action="store_true", help="parse traces as JSON instead of replaying them")
     s.add_argument("--fix", action="store_true",
-                   help="delete orphaned and unreadable records and workloads")
+                   help="delete orphaned and unreadable records and workloads, and list each record deleted "
+                        "(records that only need a tensor intrinsic this tvmq lacks are kept)")
+    s.add_argument("--dry-run", action="store_true", help="list what --fix would delete, and why; delete nothing")
+    s.add_argument("--json", action="store_true",
+                   help="print the report as JSON (problems, and each broken or deleted record) instead of text")
 
     add("upgrade", "bring the database to the newest schema revision",
         "Run the schema migrations (Alembic) that this tvmq has and the database lacks, and say\n"
@@ -175,11 +182,13 @@ def resolve_target(db, text: str | None, *, must_exist: bool = True) -> str | No
 
 
 def cmd_sessions(db, args, out: Console) -> int:
+    from tvmq.db.heartbeat import stale_after
+
     rows = db.sessions(limit=args.limit)
     table = Table(title=f"Tuning sessions in {db.where}", title_justify="left")
     for col in ("id", "started (UTC)", "ended", "model", "target", "host", "trials", "records", "status"):
         table.add_column(col, justify="right" if col in ("id", "trials", "records") else "left")
-    colors = {"finished": "green", "running": "yellow", "interrupted": "magenta", "failed": "red"}
+    colors = {"finished": "green", "running": "yellow", "interrupted": "magenta", "failed": "red", "stale": "red"}
     for s in rows:
         trials = f"{s.trials_done}/{s.trials_requested}" if s.trials_requested else str(s.trials_done)
         target = s.target_profile or s.target_key or "-"
@@ -192,8 +201,11 @@ def cmd_sessions(db, args, out: Console) -> int:
         if s.model_sha256:
             model += f"\nsha256 {s.model_sha256[:12]}"
         table.add_row(str(s.id), fmt_time(s.started_at), fmt_time(s.ended_at), model, target, host, trials,
-                      str(s.num_records), f"[{colors.get(s.status, 'white')}]{s.status}[/]")
+                      str(s.num_records), f"[{colors.get(s.state, 'white')}]{s.state}[/]")
     out.print(table if rows else f"No tuning sessions in {db.where}.")
+    if any(s.stale for s in rows):
+        out.print(f"stale: marked running, but no heartbeat for more than {stale_after():g} s "
+                  "(killed, or cut off from the database); its records are kept.", highlight=False)
     return 0
 
 
@@ -266,9 +278,12 @@ def cmd_import(db, args, out: Console) -> int:
 
 
 def cmd_merge(db, args, out: Console) -> int:
+    from tvmq.redact import redact_text
+
     res = db.merge(args.other)
-    out.print(f"Merged {args.other}: {res.records_added} records added ({res.records_duplicate} already "
-              f"present), {res.workloads_added} workloads added, {res.sessions_added} sessions added.")
+    out.print(f"Merged {redact_text(args.other)}: {res.records_added} records added ({res.records_duplicate} "
+              f"already present), {res.workloads_added} workloads added, {res.sessions_added} sessions added.",
+              highlight=False)
     return 0
 
 
@@ -281,18 +296,32 @@ def cmd_prune(db, args, out: Console) -> int:
 
 
 def cmd_check(db, args, out: Console) -> int:
-    rep = db.check(deep=not args.quick, fix=args.fix)
+    rep = db.check(deep=not args.quick, fix=args.fix and not args.dry_run, dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps({"database": db.where, **rep.to_dict()}, indent=2))
+        return 0 if rep.ok else 1
     c = rep.counts
     out.print(f"{db.where}: {c.get('workloads', 0)} workloads, {c.get('records', 0)} records, "
-              f"{c.get('sessions', 0)} sessions.")
+              f"{c.get('sessions', 0)} sessions.", highlight=False)
     for note in rep.notes:
-        out.print(f"[yellow]note:[/] {note}", highlight=False)
+        out.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
     for prob in rep.problems:
-        out.print(f"[red]problem:[/] {prob}", highlight=False)
+        out.print(f"[red]problem:[/] {prob}", highlight=False, soft_wrap=True)
+    deleted = {r.id for r in rep.deleted}
+    for rec in rep.records:  # each broken record: what happens to it, and why
+        if not (args.fix or args.dry_run):
+            verb = "broken"
+        elif rec.id in deleted:
+            verb = "would delete" if rep.dry_run else "deleted"
+        else:
+            verb = "would keep" if rep.dry_run else "kept"
+        out.print(f"  {verb}: {rec.describe()}", highlight=False, markup=False, soft_wrap=True)
     if rep.ok:
         out.print("[green]ok[/]: no problems found.")
         return 0
-    out.print(f"{len(rep.problems)} problem(s); `tvmq-db check --fix` removes the broken rows.")
+    if not (args.fix or args.dry_run):
+        out.print(f"{len(rep.problems)} problem(s); `tvmq-db check --dry-run` lists what `--fix` deletes, "
+                  "and why.")
     return 1
 
 

@@ -8,25 +8,31 @@ import json
 from rich.console import Console
 from rich.table import Table
 
-from .common import exit_with, quiet_native_logs, run_command
+from .common import ArgumentParser, exit_status_help, exit_with, number_in, quiet_native_logs, run_command, run_option
 
 DESCRIPTION = """\
 Load a library exported by tvmq-tune (its folder, or its model.so next to model.json), run it
 on images or on a deterministic synthetic input, and print the top-5 classes; optionally time it.
 Nothing is compiled: the library is loaded as it is, so it must have been built for this CPU.
+
+An artifact is executable code: load one only from a source you trust. Before loading model.so,
+tvmq-run checks model.json (every field), that model.so is a plain file of the folder with the
+size and sha256 model.json records, that this CPU has the features the code needs, and that
+tvm-ffi has the C ABI it was built with. These checks find a damaged, truncated or swapped
+library and an edited model.json; they cannot tell a forged artifact from a real one.
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tvmq-run", description=DESCRIPTION,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="tvmq-run", description=DESCRIPTION, epilog=exit_status_help("done"),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("build", metavar="BUILD", help="folder written by tvmq-tune --out (or its model.so)")
     p.add_argument("--image", action="append", default=[], nargs="+", metavar="PATH",
                    help="image file(s) or folder(s); without it a synthetic input is used")
     p.add_argument("--labels", metavar="PATH", help="class names, one per line")
-    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic input (default: 0)")
-    p.add_argument("--threads", type=int, metavar="N", help="threads (default: those of the build)")
-    p.add_argument("--repeat", type=int, default=0, metavar="N", help="also time N runs (default: 0)")
+    p.add_argument("--seed", type=run_option("seed"), default=0, help="seed of the synthetic input (default: 0)")
+    p.add_argument("--threads", type=run_option("threads"), metavar="N", help="threads (default: those of the build)")
+    p.add_argument("--repeat", type=number_in(0), default=0, metavar="N", help="also time N runs (default: 0)")
     p.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
     return p
 
@@ -37,23 +43,19 @@ def main(argv: list[str] | None = None) -> None:
     console = Console(stderr=True)
 
     def body() -> int:
-        from tvmq.model import TensorInfo, load_labels
-        from tvmq.model.inputs import InputSample, expand_image_paths, image_to_array, synthetic_array
+        from tvmq.model import load_labels, make_inputs
         from tvmq.report.stats import latency_stats
         from tvmq.report.verify import is_classification, top_k
         from tvmq.tuner import artifact
         from tvmq.tuner.compile import set_threads
 
-        lib, meta = artifact.read_metadata(args.build)
-        set_threads(args.threads or int(meta.get("threads", 1)))
         art = artifact.load(args.build)
-        inputs = [TensorInfo(**t) for t in meta["inputs"]]
+        for warning in art.warnings:
+            console.print(f"[yellow]tvmq-run: warning:[/] {warning}", highlight=False, soft_wrap=True)
+        lib, meta = art.path, art.metadata
+        set_threads(args.threads or meta.threads)
         labels = load_labels(args.labels)
-        images = [p for group in args.image for p in group]
-        if images:
-            samples = [InputSample(str(p), [image_to_array(p, inputs[0])]) for p in expand_image_paths(images)]
-        else:
-            samples = [InputSample(f"synthetic(seed={args.seed})", [synthetic_array(t, args.seed) for t in inputs])]
+        samples = make_inputs(meta, [p for group in args.image for p in group], args.seed)
         results = []
         for s in samples:
             outs = art.run(s.arrays)
@@ -66,13 +68,13 @@ def main(argv: list[str] | None = None) -> None:
             else:
                 entry["outputs"] = [{"shape": list(o.shape), "dtype": str(o.dtype)} for o in outs]
             results.append(entry)
-        result = {"build": str(lib), "model": meta.get("model"), "target": meta.get("target"), "results": results}
+        result = {"build": str(lib), "model": meta.model, "target": meta.target, "results": results}
         if args.repeat:
-            result["latency_ms"] = latency_stats(art.runnable.benchmark(samples[0].arrays, repeat=args.repeat))
+            result["latency_ms"] = latency_stats(art.benchmark(samples[0].arrays, repeat=args.repeat))
         if args.json:
             print(json.dumps(result, indent=2))
             return 0
-        table = Table(title=f"{meta.get('model')} on {meta.get('target')} ({lib})", title_justify="left")
+        table = Table(title=f"{meta.model} on {meta.target} ({lib})", title_justify="left")
         table.add_column("input")
         table.add_column("top-5")
         for r in results:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from .common import exit_with, quiet_native_logs, run_command
+from .common import ArgumentParser, exit_status_help, exit_with, layout, quiet_native_logs, run_command, run_option
 
 DESCRIPTION = """\
 Tune a pre-quantized (uint8/int8) TFLite model for a CPU with Apache TVM, build it, check that
@@ -25,9 +25,6 @@ One run does, in order:
      the top-5 (ties are interchangeable) and every output value;
   6. benchmark both with the same thread count and write the report (terminal, JSON, Markdown)
      and the compiled library (model.so + model.json, loadable by tvmq-run).
-
-Exit status: 0 when the verification passes, 1 when TVM and TFLite disagree, 2 for a bad
-input (file, model, image, target, database), 130 after Ctrl-C.
 """
 
 EPILOG = """\
@@ -42,22 +39,29 @@ examples:
       cross-build for a CPU this host cannot run (tuned where the database has records,
       MetaSchedule's first design-space point elsewhere: with --int8 that already uses vpdpbusd).
   tvmq-tune --list-targets
+
+limits (each overridable by its environment variable): a model file or download of at most
+$TVMQ_MAX_MODEL_BYTES (under 2 GiB, a flatbuffer's own limit), a download that takes at most
+$TVMQ_DOWNLOAD_TIMEOUT seconds in all (900), images of at most $TVMQ_MAX_IMAGE_PIXELS pixels
+(100000000). Output paths (--out, --json) are checked before any work starts.
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
     from tvmq.model.builtin import DEFAULT
 
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="tvmq-tune",
         description=DESCRIPTION,
-        epilog=EPILOG,
+        epilog=EPILOG + "\n" + exit_status_help("the verification passed (or --build-only built and exported)",
+                                                 "TVM and TFLite disagree"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     what = p.add_argument_group("what to tune")
     what.add_argument("--model", default=DEFAULT, metavar="PATH_OR_URL",
                       help=f"the .tflite model: a path, an http(s) URL (cached; add #sha256=HEX to pin "
-                           f"it), or builtin:NAME (default: {DEFAULT}, made offline with TensorFlow)")
+                           f"it; its user:password@ and ?query are sent, never printed or stored), or "
+                           f"builtin:NAME (default: {DEFAULT}, made offline with TensorFlow)")
     what.add_argument("--target", default="native", metavar="NAME",
                       help="target profile name or alias (default: native, the closest profile to "
                            "this host); see --list-targets")
@@ -66,15 +70,17 @@ def build_parser() -> argparse.ArgumentParser:
                            "repeatable). Without --image a deterministic synthetic input is used")
     what.add_argument("--labels", metavar="PATH", help="class names, one per line (line N is class N)")
     tune = p.add_argument_group("tuning")
-    tune.add_argument("--trials", type=int, default=None, metavar="N",
+    tune.add_argument("--trials", type=run_option("trials"), default=None, metavar="N",
                       help="measurement trials over all tasks (default: 200; 0 with --build-only). They go to the tasks the "
                            "database does not cover yet for this target, heaviest first (a budget under two rounds "
                            "of every task skips those worth under 2%% of the untuned time); 0 tunes nothing "
                            "and builds from the database alone")
     tune.add_argument("--retune", action="store_true",
                       help="also search tasks the database already covers (the search starts from their records)")
-    tune.add_argument("--trials-per-task", type=int, metavar="N", help="cap on the trials of one task")
-    tune.add_argument("--seed", type=int, default=0, help="seed of the search and of synthetic inputs (default: 0)")
+    tune.add_argument("--trials-per-task", type=run_option("trials_per_task"), metavar="N",
+                      help="cap on the trials of one task")
+    tune.add_argument("--seed", type=run_option("seed"), default=0,
+                      help="seed of the search and of synthetic inputs (default: 0)")
     tune.add_argument("--db", metavar="URL_OR_PATH",
                       help="tuning database: a SQLite file path or any SQLAlchemy URL (default: ./tvmq.db)")
     tune.add_argument("--show-tasks", action="store_true", help="print the task table even when not tuning")
@@ -92,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "kernels) or xnnpack (the fp32 scaling the XNNPACK delegate, TFLite's default on "
                             "x86 and Arm, computes: cheaper in vector code; differs from tflite by at most one "
                             "unit on ties). The two build different kernels, tuned separately")
-    build.add_argument("--layout", default="profile", metavar="LAYOUT",
+    build.add_argument("--layout", default="profile", type=layout, metavar="LAYOUT",
                        help="convolution data layout: profile (the target profile's choice, default), NHWC, "
                             "NCHW, or NCHW<b>c such as NCHW16c")
     build.add_argument("--winograd", action=argparse.BooleanOptionalAction, default=None,
@@ -102,10 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="folder for model.so, model.json and the reports (default: tvmq_out/MODEL-TARGET)")
     out.add_argument("--json", type=Path, metavar="PATH", help="also write the JSON report here")
     run = p.add_argument_group("running and measuring")
-    run.add_argument("--threads", type=int, metavar="N",
+    run.add_argument("--threads", type=run_option("threads"), metavar="N",
                      help="threads for TVM and TFLite alike (default: the profile's, at most the host's cores)")
-    run.add_argument("--repeat", type=int, default=30, metavar="N", help="benchmark runs of each engine (default: 30)")
-    run.add_argument("--tolerance", type=float, default=2.0, metavar="UNITS",
+    run.add_argument("--repeat", type=run_option("repeat"), default=30, metavar="N",
+                     help="benchmark runs of each engine (default: 30)")
+    run.add_argument("--tolerance", type=run_option("tolerance"), default=2.0, metavar="UNITS",
                      help="largest difference allowed on non-classification outputs, in quantized units "
                           "(default: 2)")
     run.add_argument("--build-only", action="store_true",

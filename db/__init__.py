@@ -22,7 +22,9 @@ Public API
     ``tvmq-db upgrade`` say which revision it is at).
 
 ``default_db_path() -> pathlib.Path``
-    ``$TVMQ_DB`` if set, else ``./tvmq.db``.
+    ``$TVMQ_DB`` if set, else ``./tvmq.db``. ``$TVMQ_DB`` may also be a SQLAlchemy URL, which
+    ``open_database()`` takes as it is. Messages name a server without its user, password or
+    query string (:func:`tvmq.redact.redact_url`).
 
 ``TuningDatabase.scoped(target, *, module_equality="structural", session_id=None) -> ms.database.Database``
     A MetaSchedule database (``PyDatabase`` subclass) that only serves records of exactly this
@@ -58,8 +60,12 @@ Public API
 
 Maintenance (also ``tvmq-db``): ``export_json(dir, target=None, top_k=None, overwrite=False)``,
 ``import_json(dir, target=None, session_id=None)`` (MetaSchedule's ``database_workload.json`` +
-``database_tuning_record.json``), ``merge(other)``, ``prune(keep, target=None)``,
-``check(deep=True, fix=False)``.
+``database_tuning_record.json``; an export is written whole or not at all), ``merge(other)``,
+``prune(keep, target=None)``, ``check(deep=True, fix=False, dry_run=False)`` (a ``CheckReport``
+that names every broken record, what ``fix`` deleted and why).
+
+Traces of ``--int8`` tunes tensorize with tvmq's intrinsics (``tvmq_dot_*``); every TVM object
+made from stored rows goes through :mod:`tvmq.db.msdb`, which registers them first.
 
 Example::
 

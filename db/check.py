@@ -1,40 +1,89 @@
-"""``tvmq-db check``: find what is broken in a tuning database (and, with ``fix``, remove it).
+"""``tvmq-db check``: find what is broken in a tuning database and, with ``fix``, remove it, saying
+which records go and why.
 
 Checked: SQLite's own integrity and foreign keys, records whose workload or session is missing,
 workloads this TVM cannot read, targets it cannot parse, and traces that cannot be replayed.
+Traces are replayed the way MetaSchedule loads them, with tvmq's tensor intrinsics registered
+(:mod:`tvmq.db.msdb`). A trace that needs an intrinsic this tvmq does not register is reported
+and kept: the record is sound, and a tvmq that has the intrinsic can use it.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from tvmq.errors import one_line
+
 from . import keys, repository
+
+#: what can be wrong with a record: (the problem, in words, for N records; whether ``fix`` deletes it)
+RECORD_PROBLEMS: dict[str, tuple[str, bool]] = {
+    "missing-workload": ("records point to missing workloads", True),
+    "unreadable-workload": ("records belong to workloads this TVM cannot read", True),
+    "bad-target": ("records have a target TVM cannot parse", True),
+    "bad-json": ("records hold JSON that cannot be parsed", True),
+    "unreplayable": ("records have traces that cannot be replayed", True),
+    "unknown-intrinsic": ("records need tensor intrinsics this tvmq does not register", False),
+}
+
+
+@dataclass(frozen=True)
+class BrokenRecord:
+    """One record a check found broken: which one, of what, on which target, and why."""
+
+    id: int
+    kind: str  # a key of RECORD_PROBLEMS
+    reason: str
+    workload_id: int | None = None
+    workload_name: str | None = None
+    target_key: str | None = None
+
+    @property
+    def deletable(self) -> bool:
+        """Whether ``fix`` deletes it."""
+        return RECORD_PROBLEMS[self.kind][1]
+
+    def describe(self) -> str:
+        workload = f"workload {self.workload_id}" + (f" {self.workload_name}" if self.workload_name else "")
+        return f"record {self.id} ({workload}, target {self.target_key or '?'}): {self.reason}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass
 class CheckReport:
+    """What a check found; with ``fix``, what it deleted (with ``dry_run``, what it would delete)."""
+
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     fixed: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    records: list[BrokenRecord] = field(default_factory=list)  # every broken record found
+    deleted: list[BrokenRecord] = field(default_factory=list)  # deleted (dry run: would be)
+    dry_run: bool = False
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "counts": self.counts, "problems": self.problems, "notes": self.notes,
+                "fixed": self.fixed, "dry_run": self.dry_run, "records": [r.to_dict() for r in self.records],
+                "deleted": [r.to_dict() for r in self.deleted]}
+
 
 @dataclass
-class _Broken:
-    """Ids of what a check found broken."""
+class _Found:
+    """What a check found, before anything is deleted."""
 
-    records_without_workload: list[int] = field(default_factory=list)
+    records: list[BrokenRecord] = field(default_factory=list)
     records_without_session: list[int] = field(default_factory=list)
-    workloads: list[int] = field(default_factory=list)
-    records_bad_target: list[int] = field(default_factory=list)
-    records_bad_trace: list[int] = field(default_factory=list)
+    workloads: list[int] = field(default_factory=list)  # unreadable
 
 
 def _ids(ids: list[int]) -> str:
@@ -48,34 +97,65 @@ def _problem(rep: CheckReport, ids: list[int], what: str) -> None:
         rep.problems.append(f"{len(ids)} {what} (ids {_ids(ids)}).")
 
 
-def check(db: Any, *, deep: bool = True, fix: bool = False) -> CheckReport:
+def check(db: Any, *, deep: bool = True, fix: bool = False, dry_run: bool = False) -> CheckReport:
     """Integrity: SQLite's integrity_check, orphans, unreadable workloads/targets/traces.
 
     ``deep`` replays every trace on its workload (what MetaSchedule does when it loads a
-    record); ``fix`` deletes orphans and unreadable records/workloads.
+    record). ``fix`` deletes orphaned and unreadable records and workloads, listing each record
+    in ``deleted``; records that only lack a tensor intrinsic are kept. ``dry_run`` lists what
+    ``fix`` would delete and deletes nothing.
     """
-    rep = CheckReport()
+    rep = CheckReport(dry_run=dry_run)
     if db.is_sqlite:
         _check_sqlite(db, rep)
-    bad = _Broken()
+    found = _Found()
     with db.read() as s:
         rep.counts = repository.table_counts(s)
-        bad.records_without_workload, bad.records_without_session = repository.orphan_record_ids(s)
+        without_workload, found.records_without_session = repository.orphan_record_ids(s)
         running = repository.count_running_sessions(s)
         wl_rows = repository.workload_contents(s)
         rec_rows = repository.ms_rows(s, best_first=False)
-    _problem(rep, bad.records_without_workload, "records point to missing workloads")
-    _problem(rep, bad.records_without_session, "records point to missing sessions")
     if running:
         rep.notes.append(f"{running} sessions are still marked running (in progress, or killed).")
-    bad.workloads = _unreadable_workloads(wl_rows)
-    _problem(rep, bad.workloads, "workloads cannot be read")
-    _check_records(db, rec_rows, bad, deep)
-    _problem(rep, bad.records_bad_target, "records have a target TVM cannot parse")
-    _problem(rep, bad.records_bad_trace, f"records have traces that cannot be {'replayed' if deep else 'parsed'}")
-    if fix:
-        _fix(db, bad, rep)
+    unreadable = _unreadable_workloads(wl_rows)
+    found.workloads = sorted(unreadable)
+    names = {w.id: w.name for w in db.workloads()}
+    orphans = set(without_workload)
+    for row in rec_rows:
+        rid, wid, _, _, target_json, _ = row
+        where = {"workload_id": wid, "workload_name": names.get(wid), "target_key": _parse_target(target_json)[0]}
+        if rid in orphans:
+            found.records.append(BrokenRecord(rid, "missing-workload", f"its workload {wid} is missing", **where))
+        elif wid in unreadable:
+            found.records.append(BrokenRecord(rid, "unreadable-workload", unreadable[wid], **where))
+        else:
+            problem = _record_problem(db, row, deep)
+            if problem is not None:
+                found.records.append(BrokenRecord(rid, *problem, **where))
+    rep.records = found.records
+    fixing = fix and not dry_run  # what fixing repairs is no problem left
+    if fixing:
+        rep.problems = [p for p in rep.problems if "foreign_key_check" not in p]
+    for kind, (what, deletable) in RECORD_PROBLEMS.items():
+        if not (fixing and deletable):
+            _problem(rep, [r.id for r in found.records if r.kind == kind], what)
+    if not fixing:
+        _problem(rep, found.records_without_session, "records point to missing sessions")
+        _problem(rep, found.workloads, "workloads cannot be read")
+    _problem(rep, [x.id for x in db.stale_sessions()], "sessions are stale: marked running, but without a "
+             "heartbeat for too long, so killed or cut off from the database; their records are kept")
+    if fix or dry_run:
+        _fix(db, found, rep)
     return rep
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_target(target_json: str) -> tuple[str | None, str | None]:
+    """``(target key, None)`` of a stored target, or ``(None, why TVM cannot parse it)``."""
+    try:
+        return keys.target_key(keys.canonical_target_json(keys.as_target(target_json))), None
+    except Exception as err:  # noqa: BLE001 - TVM raises ValueError/TVMError/RuntimeError
+        return None, one_line(err, pick="last").rstrip(".")
 
 
 def _check_sqlite(db: Any, rep: CheckReport) -> None:
@@ -88,62 +168,65 @@ def _check_sqlite(db: Any, rep: CheckReport) -> None:
             rep.problems.append(f"{len(fk)} rows break foreign keys (PRAGMA foreign_key_check).")
 
 
-def _unreadable_workloads(rows: list[tuple[int, str, str]]) -> list[int]:
-    import tvm
+def _unreadable_workloads(rows: list[tuple[int, str, str]]) -> dict[int, str]:
+    """``{workload id: why it cannot be read}``."""
+    from .msdb import module_from_json
 
-    bad = []
+    bad = {}
     for wid, mod_json, sha in rows:
+        if hashlib.sha256(mod_json.encode()).hexdigest() != sha:
+            bad[wid] = f"its workload {wid} does not match its content hash (the row was altered)"
+            continue
         try:
-            tvm.ir.load_json(mod_json)
-            if hashlib.sha256(mod_json.encode()).hexdigest() != sha:
-                raise ValueError("content hash mismatch")
-        except Exception:  # noqa: BLE001
-            bad.append(wid)
+            module_from_json(mod_json)
+        except Exception as err:  # noqa: BLE001
+            bad[wid] = f"its workload {wid} cannot be read by this TVM: {one_line(err, pick='last').rstrip('.')}"
     return bad
 
 
-def _check_records(db: Any, rows: list[repository.MsRow], bad: _Broken, deep: bool) -> None:
-    """Sort records with an unparsable target or an unreadable trace into ``bad``."""
-    orphans, bad_workloads = set(bad.records_without_workload), set(bad.workloads)
-    target_ok: dict[str, bool] = {}
-    for row in rows:
-        rid, wid, trace_json, run_json, target_json, args_json = row
-        if rid in orphans or wid in bad_workloads:
-            continue
-        if target_json not in target_ok:
-            try:
-                keys.as_target(target_json)
-                target_ok[target_json] = True
-            except Exception:  # noqa: BLE001
-                target_ok[target_json] = False
-        if not target_ok[target_json]:
-            bad.records_bad_target.append(rid)
-            continue
-        try:
-            json.loads(trace_json)
-            if run_json is not None:
-                json.loads(run_json)
-            if args_json is not None:
-                json.loads(args_json)
-            if deep:
-                db.objects.replay(row, cached=False)
-        except Exception:  # noqa: BLE001
-            bad.records_bad_trace.append(rid)
+def _record_problem(db: Any, row: repository.MsRow, deep: bool) -> tuple[str, str] | None:
+    """``(kind, reason)`` of what is wrong with a record whose workload is sound, or None."""
+    from .msdb import unknown_intrinsics
+
+    _, _, trace_json, run_json, target_json, args_json = row
+    bad_target = _parse_target(target_json)[1]
+    if bad_target:
+        return "bad-target", f"its target cannot be parsed: {bad_target}"
+    try:
+        for text in (trace_json, run_json, args_json):
+            if text is not None:
+                json.loads(text)
+    except ValueError as err:
+        return "bad-json", f"its JSON cannot be parsed: {one_line(err).rstrip('.')}"
+    reason = db.objects.replay_problem(row) if deep else None
+    if reason is None:
+        return None
+    return ("unknown-intrinsic" if unknown_intrinsics(trace_json) else "unreplayable",
+            f"its trace cannot be replayed: {reason}")
 
 
-def _fix(db: Any, bad: _Broken, rep: CheckReport) -> None:
-    doomed = sorted(set(bad.records_without_workload) | set(bad.records_bad_trace) | set(bad.records_bad_target))
-    with db.write() as s:
-        repository.delete_records(s, doomed)
-        repository.detach_records(s, bad.records_without_session)
-        repository.delete_workloads(s, bad.workloads)
-    db.objects.forget_records(doomed)
+def _fix(db: Any, found: _Found, rep: CheckReport) -> None:
+    """Delete what ``fix`` deletes (or, in a dry run, say so), and report each record."""
+    doomed = [r for r in found.records if r.deletable]
+    kept = len(found.records) - len(doomed)
+    rep.deleted = doomed
+    verb = "would delete" if rep.dry_run else "deleted"
+    if not rep.dry_run:
+        ids = [r.id for r in doomed]
+        with db.write() as s:
+            repository.delete_records(s, ids)
+            repository.detach_records(s, found.records_without_session)
+            repository.delete_workloads(s, found.workloads)
+        db.objects.forget_records(ids)
     if doomed:
-        rep.fixed.append(f"deleted {len(doomed)} orphaned or unreadable records")
-    if bad.records_without_session:
-        rep.fixed.append(f"detached {len(bad.records_without_session)} records from missing sessions")
-    if bad.workloads:
-        rep.fixed.append(f"deleted {len(bad.workloads)} unreadable workloads and their records")
-    if rep.fixed:
+        rep.fixed.append(f"{verb} {len(doomed)} orphaned or unreadable records (ids {_ids([r.id for r in doomed])})")
+    if found.records_without_session:
+        rep.fixed.append(f"{'would detach' if rep.dry_run else 'detached'} {len(found.records_without_session)} "
+                         "records from missing sessions")
+    if found.workloads:
+        rep.fixed.append(f"{verb} {len(found.workloads)} unreadable workloads (ids {_ids(found.workloads)})")
+    if not rep.dry_run:
         rep.notes += [f"fixed: {x}" for x in rep.fixed]
-        rep.problems = [p for p in rep.problems if p.startswith("SQLite integrity_check")]
+    if kept:
+        rep.notes.append(f"{'would keep' if rep.dry_run else 'kept'} {kept} records that this tvmq cannot "
+                         "replay but a tvmq with their tensor intrinsics can.")

@@ -110,6 +110,7 @@ class TuningDatabase(Storage):
         """Copy what ``other`` has and this lacks; see :func:`tvmq.db.transfer.merge`."""
         return transfer.merge(self, other)
 
-    def check(self, *, deep: bool = True, fix: bool = False) -> CheckReport:
-        """Integrity check (and repair); see :func:`tvmq.db.check.check`."""
-        return _check.check(self, deep=deep, fix=fix)
+    def check(self, *, deep: bool = True, fix: bool = False, dry_run: bool = False) -> CheckReport:
+        """Integrity check (and repair, or with ``dry_run`` what a repair would do); see
+        :func:`tvmq.db.check.check`."""
+        return _check.check(self, deep=deep, fix=fix, dry_run=dry_run)

@@ -12,16 +12,22 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Engine, make_url
 
 from tvmq.errors import DatabaseError, DatabaseLocked, one_line
+from tvmq.redact import redact_text, redact_url
 
 DEFAULT_FILENAME = "tvmq.db"
 #: seconds a writer waits for another process's write lock before DatabaseLocked
 DEFAULT_TIMEOUT_S = 30.0
 
 
+def default_location() -> str:
+    """``$TVMQ_DB`` as it is written (a file path or a SQLAlchemy URL) when set, else ``tvmq.db``
+    in the current working directory."""
+    return os.environ.get("TVMQ_DB") or str(Path.cwd() / DEFAULT_FILENAME)
+
+
 def default_db_path() -> Path:
-    """``$TVMQ_DB`` when set, else ``tvmq.db`` in the current working directory."""
-    env = os.environ.get("TVMQ_DB")
-    return Path(env) if env else Path.cwd() / DEFAULT_FILENAME
+    """:func:`default_location` as a path (for a URL in ``$TVMQ_DB``, use :func:`resolve_url`)."""
+    return Path(default_location())
 
 
 def default_timeout() -> float:
@@ -33,14 +39,13 @@ def default_timeout() -> float:
 
 def resolve_url(url_or_path: str | os.PathLike | None) -> URL:
     """A SQLAlchemy URL from a URL, a file path, or None (the default database)."""
-    if url_or_path is None:
-        url_or_path = default_db_path()
-    text = os.fspath(url_or_path)
+    text = os.fspath(default_location() if url_or_path is None else url_or_path)
     if "://" in text:
         try:
             return make_url(text)
-        except sa_exc.ArgumentError:
-            raise DatabaseError(f"{text!r} is not a valid database URL or path.") from None
+        except (sa_exc.ArgumentError, ValueError) as err:  # ValueError: a port that is not a number
+            reason = redact_text(one_line(err, pick="first")).rstrip(".")
+            raise DatabaseError(f"{redact_url(text)!r} is not a valid database URL or path ({reason}).") from None
     if not text.strip():
         raise DatabaseError("The database path is empty.")
     path = Path(text).expanduser()
@@ -52,9 +57,11 @@ def resolve_url(url_or_path: str | os.PathLike | None) -> URL:
 
 
 def describe_url(url: URL) -> str:
+    """How messages name a database: a SQLite file by its path, a server by its URL without user,
+    password or query string."""
     if url.get_backend_name() == "sqlite":
         return url.database or ":memory:"
-    return url.render_as_string(hide_password=True)
+    return redact_url(url.render_as_string(hide_password=False))
 
 
 def is_sqlite(url: URL) -> bool:
@@ -73,7 +80,10 @@ def make_engine(url: URL, timeout_s: float) -> Engine:
     """
     try:
         if not is_sqlite(url):
-            return create_engine(url, pool_pre_ping=True)
+            engine = create_engine(url, pool_pre_ping=True)
+            if url.get_backend_name() == "postgresql":
+                _one_writer_at_a_time(engine, timeout_s)
+            return engine
         engine = create_engine(
             url,
             connect_args={"timeout": timeout_s, "check_same_thread": False},
@@ -83,8 +93,8 @@ def make_engine(url: URL, timeout_s: float) -> Engine:
             f"Cannot open database {describe_url(url)}: no SQLAlchemy driver for "
             f"'{url.drivername}' is installed."
         ) from None
-    except sa_exc.ArgumentError as err:
-        reason = one_line(err, pick="first").rstrip(".")
+    except (sa_exc.ArgumentError, ValueError, TypeError) as err:  # e.g. a query argument the driver rejects
+        reason = redact_text(one_line(err, pick="first")).rstrip(".")
         raise DatabaseError(f"Cannot open database {describe_url(url)}: {reason}.") from None
 
     in_memory = url.database in (None, "", ":memory:")
@@ -115,9 +125,26 @@ def make_engine(url: URL, timeout_s: float) -> Engine:
     return engine
 
 
+#: the PostgreSQL advisory lock that tvmq's write transactions take (any number; tvmq's own)
+POSTGRES_WRITE_LOCK = 0x74766D71  # "tvmq"
+
+
+def _one_writer_at_a_time(engine: Engine, timeout_s: float) -> None:
+    """PostgreSQL: every write transaction first takes one advisory lock, waiting at most
+    ``timeout_s``, so that writers follow each other as on SQLite (two tuners adding the same
+    workload find it instead of colliding on its unique key)."""
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):  # noqa: ANN001
+        if conn.get_execution_options().get("tvmq_write"):
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {max(1, int(timeout_s * 1000))}")
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({POSTGRES_WRITE_LOCK})")
+
+
 def _is_lock_error(err: BaseException) -> bool:
     text = str(getattr(err, "orig", err)).lower()
-    return "database is locked" in text or "database is busy" in text or "database table is locked" in text
+    return ("database is locked" in text or "database is busy" in text or "database table is locked" in text
+            or "lock timeout" in text)  # PostgreSQL: "canceling statement due to lock timeout"
 
 
 @contextlib.contextmanager
@@ -133,7 +160,27 @@ def translate_errors(where: str, timeout_s: float) -> Iterator[None]:
                 "TVMQ_DB_TIMEOUT) and try again."
             ) from None
         # the driver's own message (err.orig) rather than SQLAlchemy's wrapping with the SQL
-        reason = one_line(getattr(err, "orig", None) or err, pick="first").rstrip(".")
+        reason = redact_text(one_line(getattr(err, "orig", None) or err, pick="first")).rstrip(".")
         if isinstance(err, sa_exc.DBAPIError):
             raise DatabaseError(f"Cannot use the tuning database {where}: {reason}.") from None
         raise DatabaseError(f"The tuning database {where} failed: {reason}.") from None
+
+
+def check_location(url_or_path: str | os.PathLike | None) -> URL:
+    """Check a database location before any work starts, without creating or changing anything:
+    the URL or path is resolved and its driver loaded, and a server is connected to once.
+
+    Raises :class:`~tvmq.errors.DatabaseError` (one sentence, no secret in it) for a malformed
+    URL, a path that cannot be a database, a driver that is not installed or a server that
+    cannot be reached. Returns the resolved URL.
+    """
+    url = resolve_url(url_or_path)
+    timeout_s = default_timeout()
+    engine = make_engine(url, timeout_s)
+    try:
+        if not is_sqlite(url):
+            with translate_errors(describe_url(url), timeout_s), engine.connect():
+                pass
+    finally:
+        engine.dispose()
+    return url

@@ -18,7 +18,9 @@ from sqlalchemy import (
     Text,
     select,
 )
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+from sqlalchemy.sql.functions import FunctionElement
 
 from tvmq.errors import DatabaseError
 
@@ -34,6 +36,30 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+class server_utcnow(FunctionElement):  # noqa: N801 - reads as the SQL function it is
+    """The database server's clock in UTC, as a naive ``DateTime``: what heartbeats are written and
+    judged with, so that tuners on hosts whose clocks disagree share one clock (as Optuna's RDB
+    storage does with its heartbeats)."""
+
+    type = DateTime()
+    inherit_cache = True
+
+
+@compiles(server_utcnow, "sqlite")
+def _sqlite_utcnow(element, compiler, **kw) -> str:  # noqa: ANN001, ARG001
+    return "STRFTIME('%Y-%m-%d %H:%M:%f', 'now')"  # UTC, in milliseconds
+
+
+@compiles(server_utcnow, "postgresql")
+def _postgresql_utcnow(element, compiler, **kw) -> str:  # noqa: ANN001, ARG001
+    return "TIMEZONE('utc', CLOCK_TIMESTAMP())"  # the time now, not at the transaction's start
+
+
+@compiles(server_utcnow)
+def _default_utcnow(element, compiler, **kw) -> str:  # noqa: ANN001, ARG001
+    return "CURRENT_TIMESTAMP"
+
+
 class Base(DeclarativeBase):
     """The tables:
 
@@ -41,7 +67,8 @@ class Base(DeclarativeBase):
                            MetaSchedule module equality, and the module itself as ``tvm.ir.save_json``
     - ``tuning_records``   one measured schedule: workload, target (canonical JSON + short key),
                            trace JSON, run times in seconds, argument info, session, time
-    - ``tuning_sessions``  one ``tvmq-tune`` run: model, target, host, versions, trials, status
+    - ``tuning_sessions``  one ``tvmq-tune`` run: model, target, host, versions, trials, status,
+                           heartbeat
     - ``tvmq_meta``        key/value facts about the database itself (schema version)
     """
 
@@ -127,6 +154,9 @@ class TuningSessionRow(Base):
     ended_at: Mapped[datetime | None] = mapped_column(DateTime)
     status: Mapped[str] = mapped_column(String(16), default="running")
     note: Mapped[str | None] = mapped_column(Text)
+    #: the last sign of life of a running session (the server's clock, UTC; revision 0002): written
+    #: at its start, after every measured batch and by a background thread; see :mod:`tvmq.db.heartbeat`
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     records: Mapped[list[TuningRecordRow]] = relationship(back_populates="session")
 

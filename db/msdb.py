@@ -1,5 +1,10 @@
-"""The MetaSchedule side of the tuning database: every TVM object made from its rows, their caches,
-and :class:`ScopedDatabase`, the ``PyDatabase`` through which MetaSchedule reads and writes it.
+"""The MetaSchedule side of the tuning database: every TVM object made from its rows (or from
+MetaSchedule's JSON files), their caches, and :class:`ScopedDatabase`, the ``PyDatabase`` through
+which MetaSchedule reads and writes it.
+
+The traces of an ``--int8`` tune tensorize with tvmq's own intrinsics (``tvmq_dot_*``), and TVM
+replays such a trace only when they are registered. Importing this module registers them, so
+every conversion below (and so every command and the MetaSchedule view) has them.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from tvm.ir.utils import derived_object
 from tvm.s_tir.meta_schedule.database.database import PyDatabase, _PyDatabase
 
 from tvmq.errors import DatabaseError, TvmqError, one_line
+from tvmq.int8 import intrin as _tvmq_intrinsics  # noqa: F401 - registers tvmq_dot_* before any replay
 
 from . import keys, repository
 from .repository import MsRow, NewRecord, NewWorkload
@@ -55,6 +61,76 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"))
 
 
+# ------------------------------------------------------------------ stored text -> TVM objects
+
+
+def module_from_json(mod_json: str) -> Any:
+    """The IRModule of a stored workload (``tvm.ir.save_json`` text)."""
+    import tvm
+
+    return tvm.ir.load_json(mod_json)
+
+
+def workload_from_json(obj: Any) -> Any:
+    """An ``ms.database.Workload`` from a line of MetaSchedule's ``database_workload.json``."""
+    from tvm.s_tir import meta_schedule as ms
+
+    return ms.database.Workload.from_json(obj)
+
+
+def record_from_json(obj: Any, workload: Any) -> Any:
+    """An ``ms.database.TuningRecord`` from its JSON (``[trace, run_secs, target, args_info]``):
+    its trace is replayed on ``workload``. A trace that tensorizes with one of TVM's own
+    intrinsics (a JSON database tuned outside tvmq) gets them registered first."""
+    from tvm.s_tir import meta_schedule as ms
+
+    try:
+        return ms.database.TuningRecord.from_json(obj, workload)
+    except Exception:
+        if not _registered_tvm_intrinsics(obj[0]):
+            raise
+        return ms.database.TuningRecord.from_json(obj, workload)
+
+
+def _registered_tvm_intrinsics(trace: Any) -> bool:
+    """Register TVM's own tensor intrinsics (seconds: not done unless needed) when ``trace``
+    needs an intrinsic nobody registered yet; whether that was done now."""
+    import sys
+
+    if "tvm.s_tir.tensor_intrin" in sys.modules or not unknown_intrinsics(trace):
+        return False
+    from tvmq.tuner.tensor_intrinsics import import_tensor_intrinsics
+
+    import_tensor_intrinsics()
+    return True
+
+
+def tensor_intrinsics(trace: Any) -> set[str]:
+    """The tensor intrinsics a trace (its JSON, or the text of it) tensorizes with."""
+    try:
+        insts = (json.loads(trace) if isinstance(trace, str) else trace)[0]
+        return {str(attrs[0]) for name, _inputs, attrs, *_ in insts
+                if name == "Tensorize" and attrs and isinstance(attrs[0], str)}
+    except (ValueError, TypeError, IndexError, KeyError):
+        return set()
+
+
+def unknown_intrinsics(trace: Any) -> list[str]:
+    """The tensor intrinsics a trace needs that no one registered with TVM (sorted)."""
+    from tvm.s_tir import TensorIntrin
+
+    return sorted(name for name in tensor_intrinsics(trace) if TensorIntrin.get(name, allow_missing=True) is None)
+
+
+def why_unreplayable(trace: Any, err: BaseException) -> str:
+    """Why a trace cannot be replayed, in words: the intrinsics it lacks, else TVM's error."""
+    missing = unknown_intrinsics(trace)
+    if missing:
+        return (f"it needs tensor intrinsics this tvmq does not register ({', '.join(missing)}); "
+                "a tvmq that has them can use it")
+    return one_line(err, pick="last").rstrip(".")
+
+
 class MsObjects:
     """The TVM objects of one database: stored modules, their ``ms`` Workloads and replayed records.
 
@@ -80,8 +156,6 @@ class MsObjects:
         """
         if self._hashes_fresh:
             return
-        import tvm
-
         current = tvm_version()
         with self.storage.read() as s:
             stale = repository.stale_workloads(s, current)
@@ -89,7 +163,7 @@ class MsObjects:
             with self.storage.write() as s:
                 for wid, mod_json in stale:
                     try:
-                        mod = tvm.ir.load_json(mod_json)
+                        mod = module_from_json(mod_json)
                     except Exception:  # noqa: BLE001 - reported by check()
                         continue
                     repository.set_workload_hashes(s, wid, keys.all_module_hashes(mod), current)
@@ -100,7 +174,6 @@ class MsObjects:
         hit = self._workloads.get(wid)
         if hit is not None:
             return hit
-        import tvm
         from tvm.s_tir import meta_schedule as ms
 
         if mod_json is None:
@@ -109,11 +182,11 @@ class MsObjects:
             if mod_json is None:
                 raise DatabaseError(f"Workload {wid} is missing from {self.storage.where}.")
         try:
-            mod = tvm.ir.load_json(mod_json)
+            mod = module_from_json(mod_json)
         except Exception as err:  # noqa: BLE001
             raise DatabaseError(
                 f"Workload {wid} in {self.storage.where} cannot be read by this TVM "
-                f"({one_line(err, pick='last').rstrip('.')}); run `tvmq-db check`."
+                f"({one_line(err, pick='last').rstrip('.')}); `tvmq-db check` lists what cannot be read."
             ) from None
         wl = ms.database.Workload(mod)
         self._workloads[wid] = (mod, wl)
@@ -208,31 +281,42 @@ class MsObjects:
                 wid, _ = self.find_or_add_workload(s, new, record.workload.mod, module_equality)
             return repository.add_record(s, self.new_record(record, wid, ident, session_id), skip_duplicate=False)
 
+    def _replay(self, row: MsRow) -> Any:
+        _, wid, trace_json, run_json, target_json, args_json = row
+        return record_from_json(
+            [json.loads(trace_json), None if run_json is None else json.loads(run_json),
+             json.loads(target_json), None if args_json is None else json.loads(args_json)],
+            self.load_workload(wid)[1],
+        )
+
     def replay(self, row: MsRow, *, cached: bool = True) -> Any:
         """The ``ms.database.TuningRecord`` of a stored row (replays its trace on its workload)."""
-        from tvm.s_tir import meta_schedule as ms
-
-        rid, wid, trace_json, run_json, target_json, args_json = row
+        rid = row[0]
         hit = self._records.get(rid) if cached else None
         if hit is not None:
             self._records.move_to_end(rid)
             return hit
-        _, wl = self.load_workload(wid)
         try:
-            rec = ms.database.TuningRecord.from_json(
-                [json.loads(trace_json), None if run_json is None else json.loads(run_json),
-                 json.loads(target_json), None if args_json is None else json.loads(args_json)],
-                wl,
-            )
+            rec = self._replay(row)
+        except TvmqError:
+            raise
         except Exception as err:  # noqa: BLE001
             raise DatabaseError(
-                f"Tuning record {rid} in {self.storage.where} cannot be replayed "
-                f"({one_line(err, pick='last').rstrip('.')}); run `tvmq-db check --fix`."
+                f"Tuning record {rid} in {self.storage.where} cannot be replayed: "
+                f"{why_unreplayable(row[2], err)} (`tvmq-db check` lists every such record)."
             ) from None
         self._records[rid] = rec
         if len(self._records) > RECORD_CACHE_SIZE:
             self._records.popitem(last=False)
         return rec
+
+    def replay_problem(self, row: MsRow) -> str | None:
+        """Why a stored row cannot be replayed (see :func:`why_unreplayable`), or None if it can."""
+        try:
+            self._replay(row)
+        except Exception as err:  # noqa: BLE001
+            return why_unreplayable(row[2], err)
+        return None
 
     def forget_records(self, record_ids: Iterable[int]) -> None:
         """Drop deleted records from the cache (SQLite may give their ids to new records)."""

@@ -10,14 +10,14 @@ import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from . import keys
-from .models import TuningRecordRow, TuningSessionRow, WorkloadRow, utcnow
+from .models import TuningRecordRow, TuningSessionRow, WorkloadRow, server_utcnow, utcnow
 from .results import RecordInfo, SessionInfo, TargetInfo, WorkloadInfo, WorkloadSummary
 
 #: the columns a MetaSchedule TuningRecord is rebuilt from, in this order (see :data:`MsRow`)
@@ -50,13 +50,22 @@ def chunks(seq: Sequence, n: int = 500) -> Iterator[Sequence]:
 # ---------------------------------------------------------------------------------- sessions
 
 
-def session_info(row: TuningSessionRow, num_records: int = 0) -> SessionInfo:
+def server_now(s: Session) -> datetime:
+    """The database server's clock (UTC): what heartbeats are written and judged with."""
+    return s.scalar(select(server_utcnow()))
+
+
+def session_info(row: TuningSessionRow, num_records: int, stale_before: datetime) -> SessionInfo:
+    """``row`` as plain data; it is stale when running with no heartbeat since ``stale_before``."""
+    last_sign = row.heartbeat_at or row.started_at
     return SessionInfo(
         id=row.id, uuid=row.uuid, model_name=row.model_name, model_sha256=row.model_sha256,
         target_profile=row.target_profile, target_key=row.target_key, target_json=row.target_json,
         tvm_version=row.tvm_version, host_name=row.host_name, host_cpu=row.host_cpu,
         trials_requested=row.trials_requested, trials_done=row.trials_done or 0,
         started_at=row.started_at, ended_at=row.ended_at, status=row.status, num_records=num_records,
+        heartbeat_at=row.heartbeat_at,
+        stale=row.status == "running" and last_sign < stale_before,
     )
 
 
@@ -73,21 +82,40 @@ def update_session(s: Session, session_id: int, **values: Any) -> bool:
     return done.rowcount > 0
 
 
-def get_session(s: Session, session_id: int, where: str) -> SessionInfo:
+def beat(s: Session, session_id: int) -> None:
+    """A heartbeat of a running session (an ended one keeps its last)."""
+    s.execute(update(TuningSessionRow).where(TuningSessionRow.id == session_id,
+                                             TuningSessionRow.status == "running")
+              .values(heartbeat_at=server_utcnow()))
+
+
+def count_session_records(s: Session, session_id: int) -> int:
+    """The records that session ``session_id`` committed."""
+    return int(s.scalar(select(func.count()).select_from(_R).where(_R.session_id == session_id)) or 0)
+
+
+def get_session(s: Session, session_id: int, where: str, stale_after_s: float) -> SessionInfo:
     row = TuningSessionRow.find_or_raise(s, session_id, where)
-    n = s.scalar(select(func.count()).select_from(_R).where(_R.session_id == session_id)) or 0
-    return session_info(row, int(n))
+    return session_info(row, count_session_records(s, session_id), _stale_before(s, stale_after_s))
 
 
-def list_sessions(s: Session, limit: int | None = None) -> list[SessionInfo]:
-    """All sessions, newest first, with their record counts."""
+def _stale_before(s: Session, stale_after_s: float) -> datetime:
+    return server_now(s) - timedelta(seconds=stale_after_s)
+
+
+def list_sessions(s: Session, limit: int | None, stale_after_s: float, *,
+                  running_only: bool = False) -> list[SessionInfo]:
+    """The sessions (``running_only``: those marked running), newest first, with their record counts."""
     counts = select(_R.session_id, func.count().label("n")).group_by(_R.session_id).subquery()
     q = (select(TuningSessionRow, counts.c.n)
          .outerjoin(counts, counts.c.session_id == TuningSessionRow.id)
          .order_by(TuningSessionRow.id.desc()))
+    if running_only:
+        q = q.where(TuningSessionRow.status == "running")
     if limit:
         q = q.limit(limit)
-    return [session_info(row, int(n or 0)) for row, n in s.execute(q)]
+    stale_before = _stale_before(s, stale_after_s)
+    return [session_info(row, int(n or 0), stale_before) for row, n in s.execute(q)]
 
 
 def record_session(s: Session, record_id: int) -> int | None:

@@ -24,6 +24,13 @@ class SessionInfo:
     ended_at: datetime | None
     status: str
     num_records: int = 0
+    heartbeat_at: datetime | None = None  # the last sign of life (the server's clock, UTC)
+    stale: bool = False  # "running", but no heartbeat for longer than the grace period
+
+    @property
+    def state(self) -> str:
+        """The status to show: ``stale`` for a running session that stopped sending heartbeats."""
+        return "stale" if self.stale else self.status
 
 
 @dataclass(frozen=True)

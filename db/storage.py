@@ -19,7 +19,8 @@ from tvmq.errors import DatabaseError
 
 from . import keys, repository, schema
 from .engine import default_timeout, describe_url, is_sqlite, make_engine, resolve_url, translate_errors
-from .models import SESSION_STATUSES, utcnow
+from .heartbeat import Heartbeat, stale_after
+from .models import SESSION_STATUSES, server_utcnow, utcnow
 from .results import RecordInfo, SessionInfo, TargetInfo, WorkloadInfo
 
 
@@ -128,7 +129,8 @@ class Storage:
         host_cpu: str | None = None,
         note: str | None = None,
     ) -> int:
-        """Record the start of a tuning run; returns the session id (status ``running``)."""
+        """Record the start of a tuning run; returns the session id (status ``running``, with its
+        first heartbeat; :meth:`heartbeat` keeps it alive)."""
         tkey = tjson = None
         if target is not None:
             tkey, tjson = keys.target_identity(target)
@@ -139,35 +141,54 @@ class Storage:
                 tvm_version=tvm_version or _installed_tvm_version(),
                 host_name=host_name or socket.gethostname(), host_cpu=host_cpu or _host_cpu(),
                 trials_requested=trials_requested, trials_done=0, started_at=utcnow(),
-                status="running", note=note,
+                status="running", note=note, heartbeat_at=server_utcnow(),
             )
 
     def update_session(self, session_id: int, *, trials_done: int) -> None:
-        """Update the trial count of a running session (e.g. after each measured batch)."""
+        """Update the trial count of a running session after a measured batch (a heartbeat too)."""
         with self.write() as s:
-            repository.update_session(s, session_id, trials_done=int(trials_done))
+            repository.update_session(s, session_id, trials_done=int(trials_done), heartbeat_at=server_utcnow())
+
+    def beat(self, session_id: int) -> None:
+        """A heartbeat of a running session: it is alive now."""
+        with self.write() as s:
+            repository.beat(s, session_id)
+
+    def heartbeat(self, session_id: int, *, interval_s: float | None = None) -> Heartbeat:
+        """A ``with`` block during which a background thread beats for ``session_id`` every
+        ``interval_s`` seconds (default ``$TVMQ_HEARTBEAT_S`` or 20; see :mod:`tvmq.db.heartbeat`)."""
+        return Heartbeat(lambda: self.beat(session_id), interval_s)
 
     def end_session(self, session_id: int, status: str = "finished", trials_done: int | None = None) -> None:
-        """Close a session with ``status`` (finished, interrupted or failed) and its trial count."""
+        """Close a session with ``status`` (finished, interrupted or failed) and its trial count
+        (None: the records it committed, counted in the database)."""
         if status not in SESSION_STATUSES:
             raise DatabaseError(
                 f"Unknown session status {status!r}; use one of: {', '.join(SESSION_STATUSES)}."
             )
-        values: dict[str, Any] = {"status": status, "ended_at": utcnow()}
-        if trials_done is not None:
-            values["trials_done"] = int(trials_done)
+        values: dict[str, Any] = {"status": status, "ended_at": utcnow(), "heartbeat_at": server_utcnow()}
         with self.write() as s:
+            values["trials_done"] = (repository.count_session_records(s, session_id)
+                                     if trials_done is None else int(trials_done))
             if not repository.update_session(s, session_id, **values):
                 raise DatabaseError(f"There is no tuning session {session_id} in {self.where}.")
 
-    def session(self, session_id: int) -> SessionInfo:
+    def session(self, session_id: int, *, stale_after_s: float | None = None) -> SessionInfo:
+        """One session with its record count; see :meth:`sessions` for ``stale_after_s``."""
         with self.read() as s:
-            return repository.get_session(s, session_id, self.where)
+            return repository.get_session(s, session_id, self.where, stale_after_s or stale_after())
 
-    def sessions(self, *, limit: int | None = None) -> list[SessionInfo]:
-        """All sessions, newest first, with their record counts."""
+    def sessions(self, *, limit: int | None = None, stale_after_s: float | None = None) -> list[SessionInfo]:
+        """All sessions, newest first, with their record counts. A running one without a heartbeat
+        for ``stale_after_s`` seconds (default ``$TVMQ_STALE_AFTER_S`` or 120) is ``stale``."""
         with self.read() as s:
-            return repository.list_sessions(s, limit)
+            return repository.list_sessions(s, limit, stale_after_s or stale_after())
+
+    def stale_sessions(self, *, stale_after_s: float | None = None) -> list[SessionInfo]:
+        """The sessions marked running that stopped sending heartbeats (killed, or cut off)."""
+        with self.read() as s:
+            running = repository.list_sessions(s, None, stale_after_s or stale_after(), running_only=True)
+        return [x for x in running if x.stale]
 
     def record_session(self, record_id: int) -> int | None:
         """The id of the session that measured record ``record_id`` (None: imported/unknown)."""

@@ -7,6 +7,8 @@ import or merge that is run twice adds nothing the second time.
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,17 +50,62 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
         raise DatabaseError(f"Cannot read {path}: {err}.") from None
 
 
-def _prepare_export_dir(d: Path, overwrite: bool) -> None:
+def _check_export_dir(d: Path, overwrite: bool) -> None:
     if d.exists() and not d.is_dir():
         raise DatabaseError(f"Cannot export to {d}: it is a file, not a folder.")
-    d.mkdir(parents=True, exist_ok=True)
-    files = [d / WORKLOAD_FILE, d / RECORD_FILE]
-    if any(f.exists() for f in files):
-        if not overwrite:
-            raise DatabaseError(f"{d} already holds a MetaSchedule database; "
-                                "choose an empty folder or pass --overwrite.")
-        for f in files:
-            f.unlink(missing_ok=True)
+    if not overwrite and any((d / name).exists() for name in (WORKLOAD_FILE, RECORD_FILE)):
+        raise DatabaseError(f"{d} already holds a MetaSchedule database; "
+                            "choose an empty folder or pass --overwrite.")
+
+
+def _make_dirs(d: Path) -> list[Path]:
+    """Create ``d`` and its missing parents; returns the folders created, innermost first."""
+    created = [p for p in (d, *d.parents) if not p.exists()]
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        _remove_empty(created)
+        raise DatabaseError(f"Cannot create the folder {d}: {err.strerror or err}.") from None
+    return created
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders an export made (innermost first), as long as they are empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_json_database(d: Path, workloads: dict[int, Any], records: list[tuple[int, Any]]) -> None:
+    """MetaSchedule's two files in ``d``, written whole or not at all: ``JSONDatabase`` writes them
+    into a temporary folder inside ``d``; they are synced, then renamed into place."""
+    from tvm.s_tir import meta_schedule as ms
+
+    try:
+        with tempfile.TemporaryDirectory(prefix=".tvmq-export-", dir=d) as tmp:
+            jdb = ms.database.JSONDatabase(work_dir=tmp, module_equality="structural")
+            ms_wl = {wid: jdb.commit_workload(mod) for wid, mod in workloads.items()}
+            for wid, rec in records:
+                jdb.commit_tuning_record(ms.database.TuningRecord(
+                    rec.trace, ms_wl[wid], rec.run_secs, rec.target, rec.args_info))
+            del jdb
+            for name in (WORKLOAD_FILE, RECORD_FILE):
+                _fsync(Path(tmp) / name)
+            for name in (WORKLOAD_FILE, RECORD_FILE):
+                os.replace(Path(tmp) / name, d / name)
+            _fsync(d)
+    except Exception as err:  # noqa: BLE001 - TVM's and the file system's errors alike
+        raise DatabaseError(f"Cannot write a MetaSchedule database in {d} ({_reason(err)}).") from None
 
 
 def export_json(db: Any, directory: str | Path, *, target: Any = None, top_k: int | None = None,
@@ -67,12 +114,13 @@ def export_json(db: Any, directory: str | Path, *, target: Any = None, top_k: in
     ``database_tuning_record.json``, as ``ms.database.JSONDatabase(work_dir=...)`` reads them).
 
     ``target`` limits it to one target; ``top_k`` to the best k records per workload per target.
+    Every record is replayed before a file is written, and the files appear whole (written
+    aside, synced, renamed), so a failed export leaves nothing behind, not even the folder it
+    created. With ``overwrite`` the old files stay until the new ones replace them.
     Returns ``(workloads written, records written)``.
     """
-    from tvm.s_tir import meta_schedule as ms
-
     d = Path(directory)
-    _prepare_export_dir(d, overwrite)
+    _check_export_dir(d, overwrite)
     with db.read() as s:
         if top_k is not None:
             ids = sorted(x.id for x in repository.best_records(s, target, None, top_k))
@@ -83,21 +131,20 @@ def export_json(db: Any, directory: str | Path, *, target: Any = None, top_k: in
             wids = repository.all_workload_ids(s)
         else:
             wids = sorted({row[1] for row in rows})
+    workloads = {wid: db.workload_module(wid) for wid in wids}
+    records = [(row[1], db.objects.replay(row)) for row in rows]
+    created = _make_dirs(d)
     try:
-        jdb = ms.database.JSONDatabase(work_dir=str(d), module_equality="structural")
-    except Exception as err:  # noqa: BLE001
-        raise DatabaseError(f"Cannot write a MetaSchedule database in {d} ({_reason(err)}).") from None
-    ms_wl = {wid: jdb.commit_workload(db.workload_module(wid)) for wid in wids}
-    for row in rows:
-        rec = db.objects.replay(row)
-        jdb.commit_tuning_record(ms.database.TuningRecord(
-            rec.trace, ms_wl[row[1]], rec.run_secs, rec.target, rec.args_info))
-    return len(ms_wl), len(rows)
+        _write_json_database(d, workloads, records)
+    except BaseException:
+        _remove_empty(created)
+        raise
+    return len(workloads), len(records)
 
 
 def _read_json_database(d: Path) -> tuple[list[Any], list[tuple[int, Any]]]:
     """The workloads and ``(workload index, record)`` pairs of a MetaSchedule JSON database."""
-    from tvm.s_tir import meta_schedule as ms
+    from .msdb import record_from_json, why_unreplayable, workload_from_json
 
     wfile, rfile = d / WORKLOAD_FILE, d / RECORD_FILE
     if not d.is_dir():
@@ -108,19 +155,21 @@ def _read_json_database(d: Path) -> tuple[list[Any], list[tuple[int, Any]]]:
     workloads: list[Any] = []
     for lineno, line in _lines(wfile):
         try:
-            workloads.append(ms.database.Workload.from_json(json.loads(line)))
+            workloads.append(workload_from_json(json.loads(line)))
         except Exception as err:  # noqa: BLE001
             raise DatabaseError(f"{wfile}:{lineno} is not a MetaSchedule workload ({_reason(err)}).") from None
     records: list[tuple[int, Any]] = []
     for lineno, line in _lines(rfile):
+        trace = None
         try:
             idx, rjson = json.loads(line)
-            idx = int(idx)
+            idx, trace = int(idx), rjson[0]
             if not 0 <= idx < len(workloads):
                 raise ValueError(f"workload index {idx} out of range")
-            records.append((idx, ms.database.TuningRecord.from_json(rjson, workloads[idx])))
+            records.append((idx, record_from_json(rjson, workloads[idx])))
         except Exception as err:  # noqa: BLE001
-            raise DatabaseError(f"{rfile}:{lineno} is not a MetaSchedule tuning record ({_reason(err)}).") from None
+            raise DatabaseError(f"{rfile}:{lineno} is not a MetaSchedule tuning record this tvmq can read "
+                                f"({why_unreplayable(trace, err)}).") from None
     return workloads, records
 
 
@@ -183,10 +232,10 @@ class _SourceWorkload:
     @property
     def mod(self) -> Any:
         if self._mod is None:
-            import tvm
+            from .msdb import module_from_json
 
             try:
-                self._mod = tvm.ir.load_json(self.row.mod_json)
+                self._mod = module_from_json(self.row.mod_json)
             except Exception as err:  # noqa: BLE001
                 raise DatabaseError(
                     f"Workload {self.row.id} of {self.where} cannot be read ({_reason(err)}).") from None

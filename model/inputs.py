@@ -3,20 +3,25 @@
 Image preprocessing follows the TFLite image-classification convention for quantized models:
 the photo is converted to RGB (or L for one-channel inputs), resized bilinearly to the input's
 height and width, and its 0..255 pixels are used as they are for a uint8 input, shifted by -128
-for an int8 input, and scaled to [-1, 1] for a float input.
+for an int8 input, and scaled to [-1, 1] for a float input. An image of more pixels than
+``$TVMQ_MAX_IMAGE_PIXELS`` (:data:`tvmq.limits.IMAGE_PIXELS`) is refused before it is decoded.
 """
 
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from tvmq.errors import ImageError, LabelsError
+from tvmq.errors import ImageError, LabelsError, one_line
+from tvmq.limits import IMAGE_PIXELS
 
 from .inspect import ModelInfo, TensorInfo
+
+MAX_LABELS_BYTES = 16 << 20  # one class name a line: far more than any labels file holds
 
 
 @dataclass
@@ -42,33 +47,34 @@ def expand_image_paths(paths: list[str]) -> list[Path]:
         path = Path(p).expanduser()
         if path.is_dir():
             exts = exts or _image_extensions()
-            found = sorted(f for f in path.iterdir() if f.is_file() and f.suffix.lower() in exts)
+            try:
+                found = sorted(f for f in path.iterdir() if f.is_file() and f.suffix.lower() in exts)
+            except OSError as err:
+                raise ImageError(f"cannot list image folder {p}: {err.strerror or err}") from None
             if not found:
                 raise ImageError(f"image folder {p} holds no image files Pillow can read")
             out.extend(found)
         elif path.is_file():
             out.append(path)
+        elif path.exists():
+            raise ImageError(f"image {p} is not a regular file")
         else:
             raise ImageError(f"image not found: {p}")
     return out
 
 
 def image_to_array(path: Path, tensor: TensorInfo) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    if len(tensor.shape) != 4 or tensor.shape[3] not in (1, 3):
+    """The image at ``path`` as ``tensor``'s input array (see the module's docstring); refused with
+    :class:`ImageError` when Pillow cannot read it or it has more pixels than ``$TVMQ_MAX_IMAGE_PIXELS``."""
+    cap = IMAGE_PIXELS.value()
+    shape = tensor.shape
+    if len(shape) != 4 or shape[3] not in (1, 3) or min(shape[1:3]) < 1 or shape[1] * shape[2] > cap:
         raise ImageError(
             f"model input {tensor.name} has shape {tensor.shape}; images need an NHWC input "
-            f"with 1 or 3 channels"
+            f"with 1 or 3 channels and at most {cap} pixels"
         )
     _, height, width, channels = tensor.shape
-    try:
-        with Image.open(path) as img:
-            img = img.convert("RGB" if channels == 3 else "L")
-            img = img.resize((width, height), Image.BILINEAR)
-            pixels = np.asarray(img, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise ImageError(f"cannot read image {path}: {err}") from None
+    pixels = _decode(path, "RGB" if channels == 3 else "L", (width, height), cap)
     pixels = pixels.reshape(1, height, width, channels)
     if tensor.dtype == "uint8":
         return pixels
@@ -77,6 +83,27 @@ def image_to_array(path: Path, tensor: TensorInfo) -> np.ndarray:
     if tensor.dtype == "float32":
         return (pixels.astype(np.float32) - 127.5) / 127.5
     raise ImageError(f"model input {tensor.name} has dtype {tensor.dtype}; images need uint8, int8 or float32")
+
+
+def _decode(path: Path, mode: str, size: tuple[int, int], cap: int) -> np.ndarray:
+    """``path``'s pixels converted to ``mode`` and resized to ``size``, when it has at most ``cap``
+    pixels (read from its header, before anything is decoded)."""
+    from PIL import Image
+
+    pixels = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # tvmq's cap decides, below
+        try:
+            with Image.open(path) as img:
+                pixels = img.width * img.height
+                if pixels <= cap:
+                    return np.asarray(img.convert(mode).resize(size, Image.BILINEAR), dtype=np.uint8)
+        except Image.DecompressionBombError:  # over twice Pillow's own cap: refused by Pillow itself
+            pass
+        except Exception as err:  # noqa: BLE001 - Pillow raises OSError, SyntaxError, struct.error... on a bad file
+            raise ImageError(f"cannot read image {path}: {one_line(err)}") from None
+    raise ImageError(f"image {path} has {pixels or 'too many'} pixels, more than the {cap} tvmq decodes "
+                     "(the limit, $TVMQ_MAX_IMAGE_PIXELS)")
 
 
 def synthetic_array(tensor: TensorInfo, seed: int) -> np.ndarray:
@@ -108,15 +135,22 @@ def make_inputs(info: ModelInfo, images: list[str] | None = None, seed: int = 0)
 
 
 def load_labels(path: str | None) -> list[str] | None:
+    """The class names of a labels file, one a line; None without a file."""
     if not path:
         return None
     p = Path(path).expanduser()
+    if p.exists() and not p.is_file():
+        raise LabelsError(f"labels file {path} is not a regular file")
     try:
-        text = p.read_text(encoding="utf-8")
+        with open(p, "rb") as f:
+            data = f.read(MAX_LABELS_BYTES + 1)
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise LabelsError(f"labels file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise LabelsError(f"cannot read labels file {path}: {err}") from None
+    except (OSError, ValueError) as err:  # ValueError: not UTF-8, or a NUL in the path
+        raise LabelsError(f"cannot read labels file {path}: {one_line(err)}") from None
+    if len(data) > MAX_LABELS_BYTES:
+        raise LabelsError(f"labels file {path} is over {MAX_LABELS_BYTES} bytes; it should hold one class name a line")
     labels = [line.strip() for line in text.splitlines()]
     while labels and not labels[-1]:
         labels.pop()

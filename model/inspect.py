@@ -11,15 +11,7 @@ from dataclasses import asdict, dataclass, field
 
 from tvmq.errors import CustomOperators, DynamicRangeModel, UnsupportedOperators
 
-from .loader import LoadedModel
-
-# TFLite TensorType enum -> numpy dtype name
-_TENSOR_TYPES = {
-    0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 5: "string", 6: "bool",
-    7: "int16", 8: "complex64", 9: "int8", 10: "float64", 11: "complex128", 12: "uint64",
-    13: "resource", 14: "variant", 15: "uint32", 16: "uint16", 17: "int4",
-}
-
+from .loader import TENSOR_TYPES, LoadedModel, builtin_code, parsing, vector
 
 _WEIGHTED_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV_3D"}
 
@@ -80,12 +72,12 @@ class ModelInfo:
 def _tensor_info(subgraph, index: int) -> TensorInfo:
     t = subgraph.Tensors(index)
     name = t.Name().decode("utf-8", "replace") if t.Name() else f"tensor_{index}"
-    shape = [int(x) for x in t.ShapeAsNumpy()] if t.ShapeLength() else []
-    info = TensorInfo(name=name, shape=shape, dtype=_TENSOR_TYPES.get(t.Type(), f"type{t.Type()}"))
+    shape = [int(x) for x in vector(t.ShapeAsNumpy())]
+    info = TensorInfo(name=name, shape=shape, dtype=TENSOR_TYPES.get(t.Type(), f"type{t.Type()}"))
     q = t.Quantization()
     if q is not None and q.ScaleLength():
-        info.scales = [float(s) for s in q.ScaleAsNumpy()]
-        info.zero_points = [int(z) for z in q.ZeroPointAsNumpy()] if q.ZeroPointLength() else [0]
+        info.scales = [float(s) for s in vector(q.ScaleAsNumpy())]
+        info.zero_points = [int(z) for z in vector(q.ZeroPointAsNumpy())] or [0]
         info.quantized_dimension = int(q.QuantizedDimension())
     return info
 
@@ -107,7 +99,7 @@ def operator_names(model) -> list[str]:
     names = []
     for i in range(model.OperatorCodesLength()):
         oc = model.OperatorCodes(i)
-        code = max(oc.DeprecatedBuiltinCode(), oc.BuiltinCode())
+        code = builtin_code(oc)
         name = op_names.get(code, f"BUILTIN_{code}")
         if name == "CUSTOM":
             cc = oc.CustomCode()
@@ -116,49 +108,67 @@ def operator_names(model) -> list[str]:
     return names
 
 
+@dataclass
+class _Operator:
+    """One operator as the flatbuffer gives it: its name and its tensors (none: -1, left out)."""
+
+    name: str
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+
+
+def _read(loaded: LoadedModel) -> tuple[list[_Operator], list[TensorInfo], list[TensorInfo]]:
+    """The operators of every subgraph, and the inputs and outputs of the first, from the model's
+    bytes: the one place inspection parses them (corrupt bytes end in a TruncatedModel here)."""
+    with parsing(loaded.where, len(loaded.content)):
+        model = loaded.tflite_model
+        codes = operator_names(model)
+        ops = []
+        for s in range(model.SubgraphsLength()):
+            sg = model.Subgraphs(s)
+            for o in range(sg.OperatorsLength()):
+                op = sg.Operators(o)
+                ops.append(_Operator(codes[op.OpcodeIndex()],
+                                     [_tensor_info(sg, int(i)) for i in vector(op.InputsAsNumpy()) if i >= 0],
+                                     [_tensor_info(sg, int(i)) for i in vector(op.OutputsAsNumpy()) if i >= 0]))
+        main = model.Subgraphs(0)
+        return (ops, [_tensor_info(main, int(i)) for i in vector(main.InputsAsNumpy())],
+                [_tensor_info(main, int(i)) for i in vector(main.OutputsAsNumpy())])
+
+
 def inspect_model(loaded: LoadedModel) -> ModelInfo:
-    import tflite
-
-    model = loaded.tflite_model
-    subgraph = model.Subgraphs(0)
-    codes = operator_names(model)
+    ops, inputs, outputs = _read(loaded)
     custom = []
-
-    supported, supported_quant = _supported_ops(model)
+    supported, supported_quant = _supported_ops(loaded.tflite_model)
     counts: Counter[str] = Counter()
     unsupported: set[str] = set()
     dyn_range: set[str] = set()
     quant_dtypes: set[str] = set()
     per_channel = False
     float16_weights = False
-    for s in range(model.SubgraphsLength()):
-        sg = model.Subgraphs(s)
-        for o in range(sg.OperatorsLength()):
-            op = sg.Operators(o)
-            name = codes[op.OpcodeIndex()]
-            counts[name] += 1
-            if name.startswith("CUSTOM:"):
-                custom.append(name[len("CUSTOM:") :])
-                continue
-            if name not in supported:
-                unsupported.add(name)
-            ins = [_tensor_info(sg, i) for i in op.InputsAsNumpy() if i >= 0]
-            outs = [_tensor_info(sg, i) for i in op.OutputsAsNumpy() if i >= 0]
-            weights = ins[1:] if name in _WEIGHTED_OPS else []
-            for t in ins + outs:
-                if t.quantized and t.dtype in ("int8", "uint8", "int16"):
-                    per_channel = per_channel or t.per_channel
-                    if not any(t is w for w in weights):
-                        quant_dtypes.add(t.dtype)  # activations decide int8 vs uint8
-            if name == "DEQUANTIZE" and ins and ins[0].dtype == "float16":
-                float16_weights = True
-            act_q = (ins[:1] and ins[0].quantized) or any(t.quantized for t in outs)
-            weights_q = any(t.quantized for t in ins[1:])
-            if not act_q and weights_q and ins and ins[0].dtype.startswith("float"):
-                dyn_range.add(name)
-            if (act_q or weights_q) and name in supported and name not in supported_quant:
-                if name not in ("QUANTIZE", "DEQUANTIZE"):
-                    unsupported.add(name + " (quantized)")
+    for op in ops:
+        name, ins, outs = op.name, op.inputs, op.outputs
+        counts[name] += 1
+        if name.startswith("CUSTOM:"):
+            custom.append(name[len("CUSTOM:") :])
+            continue
+        if name not in supported:
+            unsupported.add(name)
+        weights = ins[1:] if name in _WEIGHTED_OPS else []
+        for t in ins + outs:
+            if t.quantized and t.dtype in ("int8", "uint8", "int16"):
+                per_channel = per_channel or t.per_channel
+                if not any(t is w for w in weights):
+                    quant_dtypes.add(t.dtype)  # activations decide int8 vs uint8
+        if name == "DEQUANTIZE" and ins and ins[0].dtype == "float16":
+            float16_weights = True
+        act_q = (ins[:1] and ins[0].quantized) or any(t.quantized for t in outs)
+        weights_q = any(t.quantized for t in ins[1:])
+        if not act_q and weights_q and ins and ins[0].dtype.startswith("float"):
+            dyn_range.add(name)
+        if (act_q or weights_q) and name in supported and name not in supported_quant:
+            if name not in ("QUANTIZE", "DEQUANTIZE"):
+                unsupported.add(name + " (quantized)")
 
     if dyn_range:
         quantization = "dynamic-range"
@@ -176,14 +186,14 @@ def inspect_model(loaded: LoadedModel) -> ModelInfo:
         name=loaded.name,
         sha256=loaded.sha256,
         size_bytes=len(loaded.content),
-        inputs=[_tensor_info(subgraph, int(i)) for i in subgraph.InputsAsNumpy()],
-        outputs=[_tensor_info(subgraph, int(i)) for i in subgraph.OutputsAsNumpy()],
+        inputs=inputs,
+        outputs=outputs,
         operator_counts=dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))),
         quantization=quantization,
         custom_operators=sorted(set(custom)),
         unsupported_operators=sorted(unsupported),
         dynamic_range_operators=sorted(dyn_range),
-        subgraphs=int(model.SubgraphsLength()),
+        subgraphs=int(loaded.tflite_model.SubgraphsLength()),
     )
 
 

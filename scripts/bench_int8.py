@@ -83,7 +83,7 @@ def rss_child(kind: str, path: str, runs: int) -> None:
             it.invoke()
     else:
         art = artifact.load(path)
-        inputs = [np.zeros(t["shape"], t["dtype"]) for t in art.metadata["inputs"]]
+        inputs = [np.zeros(t.shape, t.dtype) for t in art.metadata.inputs]
         for _ in range(runs):
             art.run(inputs)
     print(json.dumps({"after_imports_mb": after_imports, "peak_mb": _proc_status_mb("VmHWM")}))

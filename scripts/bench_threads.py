@@ -47,7 +47,7 @@ def main() -> int:
     import numpy as np
     import tvm
 
-    from tvmq.model import Reference, TensorInfo, load_model
+    from tvmq.model import Reference, load_model
     from tvmq.model.inputs import image_to_array, synthetic_array
     from tvmq.report.verify import rankings_agree
     from tvmq.targets import host_info, list_profiles
@@ -60,7 +60,7 @@ def main() -> int:
 
     loaded = load_model(args.model)
     arts = {str(lib): load(lib) for lib in args.libraries}
-    (tensor,) = [TensorInfo(**t) for t in next(iter(arts.values())).metadata["inputs"]]
+    (tensor,) = next(iter(arts.values())).metadata.inputs
     randoms = [[synthetic_array(tensor, seed)] for seed in range(args.check)]
     photos = [[image_to_array(Path(p), tensor)] for p in args.image]
 

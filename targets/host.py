@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import platform
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,14 @@ class HostInfo:
 
     def has(self, flag: str) -> bool:
         return flag in self.flags
+
+    def lacks(self, arch: str, flags: Iterable[str]) -> list[str]:
+        """What this CPU lacks to run code for ``arch`` that needs ``flags``: those flags it does not
+        have; on another architecture, all of them (or the architecture's name when there are none)."""
+        flags = list(flags)
+        if self.arch != arch:
+            return flags or [arch]
+        return [f for f in flags if f not in self.flags]
 
     def describe(self) -> str:
         cores = f"{self.physical_cores} core" + ("s" if self.physical_cores != 1 else "")

@@ -95,10 +95,7 @@ class TargetProfile:
 
         A host of another architecture lacks all of them.
         """
-        host = host or host_info()
-        if host.arch != self.arch:
-            return list(self.host_flags) or [self.arch]
-        return [f for f in self.host_flags if f not in host.flags]
+        return (host or host_info()).lacks(self.arch, self.host_flags)
 
     @property
     def can_run_here(self) -> bool:

@@ -101,6 +101,57 @@ def compare(ours, ref):
     return float((d == 0).mean()), int(d.max())
 
 
+def uint8_qdq_conv(rng, weight_range, zp_w=None, c=8, oc=12, k=3, stride=1, pad=1, hw=(7, 9)):
+    """A uint8 QDQ conv as TVM's TFLite importer writes it, and its numpy reference; the weights
+    are ``zp_w + weight_range`` (clipped to uint8)."""
+    from tvm import relax
+
+    from tvmq.int8 import requant as rq
+
+    s_x, zp_x = np.float32(0.02), int(rng.integers(0, 256))
+    s_w = np.float32(0.005)
+    zp_w = int(rng.integers(100, 156)) if zp_w is None else zp_w
+    s_o, zp_o = np.float32(0.05), int(rng.integers(0, 60))
+    lo, hi = weight_range
+    w = np.clip(zp_w + rng.integers(lo, hi + 1, (k, k, c, oc)), 0, 255).astype(np.uint8)
+    bias = rng.integers(-3000, 3000, oc).astype(np.int32)
+    x = rng.integers(0, 256, (1, *hw, c)).astype(np.uint8)
+
+    def f32(v):
+        return relax.const(np.float32(v), "float32")
+
+    def i32(v):
+        return relax.const(np.int32(v), "int32")
+
+    bb = relax.BlockBuilder()
+    xv = relax.Var("x", relax.TensorType(x.shape, "uint8"))
+    with bb.function("main", [xv]):
+        with bb.dataflow():
+            xd = bb.emit(relax.op.dequantize(xv, f32(s_x), i32(zp_x), axis=0))
+            wd = bb.emit(relax.op.dequantize(relax.const(w), f32(s_w), i32(zp_w), axis=3))
+            y = bb.emit(relax.op.nn.conv2d(xd, wd, strides=[stride] * 2, padding=[pad] * 4, data_layout="NHWC",
+                                           kernel_layout="HWIO"))
+            bd = bb.emit(relax.op.dequantize(relax.const(bias), f32(s_x * s_w), i32(0), axis=0))
+            q = bb.emit(relax.op.quantize(bb.emit(relax.op.add(y, bd)), f32(s_o), i32(zp_o), out_dtype="uint8",
+                                          axis=0))
+            out = bb.emit_output(relax.op.clip(q, float(zp_o), 255.0))
+        bb.emit_func_output(out)
+    mod = bb.get()
+
+    # TFLite's integer conv: sum((x - zp_x) * (w - zp_w)) + bias, then the Q31 requantization
+    xp = np.pad(x.astype(np.int64), ((0, 0), (pad, pad), (pad, pad), (0, 0)), constant_values=zp_x) - zp_x
+    oh = (hw[0] + 2 * pad - k) // stride + 1
+    ow = (hw[1] + 2 * pad - k) // stride + 1
+    acc = np.zeros((1, oh, ow, oc), np.int64)
+    for i in range(k):
+        for j in range(k):
+            patch = xp[:, i:i + stride * oh:stride, j:j + stride * ow:stride, :]
+            acc += patch @ (w[i, j].astype(np.int64) - zp_w)
+    q, shift = rq.quantize_multiplier(np.float64(s_x) * np.float64(s_w) / np.float64(s_o))
+    ref = rq.requantize_np((acc + bias).astype(np.int32), q, shift, zp_o, zp_o, 255, "uint8")
+    return mod, x, ref
+
+
 def tensorized_build(mod, target):
     """Compile a Relax module (e.g. from ``lower_qdq_to_int8(..., scheme=...).mod``) with every
     function scheduled by the first valid point of tvmq's design space (the code of a tuned

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+# the database backends (SQLite, and PostgreSQL when $TVMQ_TEST_POSTGRES_URL names a server)
+from tests.db_backends import db_url, db_urls  # noqa: F401 - fixtures
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -79,16 +82,71 @@ def test_export_import_merge_prune_check(capsys, dbfile: Path, tmp_path: Path) -
     code, out, _ = run(capsys, "--db", str(fresh), "check")
     assert code == 0 and "ok" in out
 
-    import sqlite3
 
-    with sqlite3.connect(fresh) as conn:
-        conn.execute("UPDATE tuning_records SET trace_json = 'garbage' WHERE id = (SELECT MIN(id) FROM tuning_records)")
-    code, out, _ = run(capsys, "--db", str(fresh), "check")
-    assert code == 1 and "problem" in out and "cannot be replayed" in out
-    code, out, _ = run(capsys, "--db", str(fresh), "check", "--fix")
+
+def break_records(db: Path, *traces: str) -> list[int]:
+    """Replace the traces of the first records with ``traces``; returns their ids."""
+    conn = sqlite3.connect(db)
+    with conn:
+        ids = [i for (i,) in conn.execute("SELECT id FROM tuning_records ORDER BY id LIMIT ?", (len(traces),))]
+        for rid, trace in zip(ids, traces):
+            conn.execute("UPDATE tuning_records SET trace_json = ? WHERE id = ?", (trace, rid))
+    conn.close()
+    return ids
+
+
+def count_records(db: Path) -> int:
+    with open_database(db) as d:
+        return d.count_records()
+
+
+def test_check_fix_says_what_it_deletes_and_why(capsys, dbfile: Path) -> None:
+    bad_json, unreplayable = break_records(dbfile, "garbage", '[[["NoSuchInstruction", [], [], []]], []]')
+    code, out, _ = run(capsys, "--db", str(dbfile), "check")
+    assert code == 1
+    assert "1 records hold JSON that cannot be parsed" in out and "1 records have traces that cannot be replayed" in out
+    assert f"broken: record {bad_json} (workload " in out and "--dry-run" in out
+
+    code, out, _ = run(capsys, "--db", str(dbfile), "check", "--dry-run")
+    assert code == 1
+    assert f"would delete: record {bad_json} (workload " in out and f"would delete: record {unreplayable} " in out
+    assert "llvm-cascadelake-" in out and "NoSuchInstruction" in out
+    assert count_records(dbfile) == 10
+
+    code, out, _ = run(capsys, "--db", str(dbfile), "check", "--fix", "--json")
     assert code == 0
-    code, out, _ = run(capsys, "--db", str(fresh), "check", "--quick")
+    report = json.loads(out)
+    assert report["ok"] and not report["dry_run"]
+    deleted = {r["id"]: r for r in report["deleted"]}
+    assert set(deleted) == {bad_json, unreplayable}
+    assert deleted[bad_json]["kind"] == "bad-json" and deleted[unreplayable]["kind"] == "unreplayable"
+    assert all(r["workload_name"] == "main" and r["target_key"].startswith("llvm-cascadelake-")
+               for r in deleted.values())
+    assert count_records(dbfile) == 8
+    code, out, _ = run(capsys, "--db", str(dbfile), "check", "--quick")
     assert code == 0
+
+
+def test_a_failed_export_leaves_nothing_behind(capsys, dbfile: Path, tmp_path: Path) -> None:
+    (rid,) = break_records(dbfile, '[[["NoSuchInstruction", [], [], []]], []]')
+    out_dir = tmp_path / "new" / "ms"
+    code, _, err = run(capsys, "--db", str(dbfile), "export", str(out_dir))
+    assert code == 2 and f"Tuning record {rid} " in err and "NoSuchInstruction" in err
+    assert "--fix" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "new").exists()
+
+    code, _, _ = run(capsys, "--db", str(dbfile), "export", str(out_dir), "--target", "znver3")
+    assert code == 0
+    before = {p.name: p.read_bytes() for p in out_dir.iterdir()}
+    code, _, err = run(capsys, "--db", str(dbfile), "export", str(out_dir), "--overwrite")
+    assert code == 2
+    assert {p.name: p.read_bytes() for p in out_dir.iterdir()} == before  # the old export is intact
+    assert len(ms.database.JSONDatabase(work_dir=str(out_dir), allow_missing=False)) == 2
+
+    run(capsys, "--db", str(dbfile), "check", "--fix")
+    code, out, _ = run(capsys, "--db", str(dbfile), "export", str(out_dir), "--overwrite")
+    assert code == 0 and "9 records" in out
+    assert sorted(p.name for p in out_dir.iterdir()) == ["database_tuning_record.json", "database_workload.json"]
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -115,3 +173,45 @@ def test_entry_point_runs_as_a_program(dbfile: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "llvm-znver3-" in proc.stdout
+
+
+SECRET = "S3cr3tPw"
+
+
+def assert_secret_kept(code: int, out: str, err: str) -> None:
+    assert code == 2, out + err
+    assert len(err.strip().splitlines()) == 1, err
+    assert SECRET not in out + err and "Traceback" not in out + err
+
+
+@pytest.mark.parametrize("argv", [
+    ["--db", f"postgresql://u:{SECRET}@127.0.0.1:notaport/x", "sessions"],
+    ["--db", f"postgresql+psycopg://u:{SECRET}@127.0.0.1:1/x?sslpassword={SECRET}", "sessions"],
+    ["--db", "{db}", "merge", f"postgresql://u:{SECRET}@127.0.0.1:1/x"],
+    ["--db", "{db}", "merge", f"postgresql://u:{SECRET}@127.0.0.1:notaport/x"],
+])
+def test_database_urls_keep_their_secrets(capsys, dbfile: Path, argv: list[str]) -> None:
+    code, out, err = run(capsys, *[a.format(db=dbfile) for a in argv])
+    assert_secret_kept(code, out, err)
+    assert "postgresql" in err and "127.0.0.1" in err
+
+
+def test_a_database_url_in_the_environment_is_a_url(capsys, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TVMQ_DB", f"postgresql+psycopg://user:{SECRET}@127.0.0.1:1/db")
+    code, out, err = run(capsys, "sessions")
+    assert_secret_kept(code, out, err)
+    assert "postgresql+psycopg://***@127.0.0.1:1/db" in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_tvmq_tune_refuses_a_bad_database_before_any_work(tmp_path: Path) -> None:
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"not looked at")
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "tvmq.cli.tune", "--model", str(model), "--out", str(tmp_path / "o"),
+                           "--db", f"postgresql://u:{SECRET}@127.0.0.1:notaport/x"],
+                          capture_output=True, text=True, timeout=120)
+    assert_secret_kept(proc.returncode, proc.stdout, proc.stderr)
+    assert "tvmq-tune: database:" in proc.stderr
+    assert time.monotonic() - started < 20

@@ -1,17 +1,22 @@
-"""Schema migrations: a database written before them (schema 1) opens, upgrades and keeps serving."""
+"""Schema migrations: a database written before them (schema 1) or at an older revision opens,
+upgrades and keeps serving, on every backend (tests/db_backends.py)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
-from pathlib import Path
+from datetime import datetime
 
 import pytest
 import tvm
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import make_url
 from tvm.s_tir import meta_schedule as ms
 
 from tests._db_helpers import fill, make_record, matmul, target
+from tests.db_backends import execute
 from tvmq.cli.db import main
 from tvmq.db import module_hash, open_database, schema
 from tvmq.db.keys import target_identity
@@ -53,59 +58,93 @@ CREATE INDEX ix_tuning_records_record_sha256 ON tuning_records (record_sha256);
 CREATE INDEX ix_records_lookup ON tuning_records (workload_id, target_key, mean_run_secs);
 """
 
-NOW = "2025-01-02 03:04:05.000000"
+THEN = datetime(2025, 1, 2, 3, 4, 5)
+ENDED = datetime(2025, 1, 2, 4, 0, 0)
 
 
-def write_schema_1(path: Path) -> list[float]:
-    """A schema-1 database with one session, one workload and three records; returns the valid means."""
+def _create_tables(url: str, revision: str | None) -> None:
+    """Empty tables as tvmq left them at ``revision`` (None: schema 1, from before the migrations).
+
+    On SQLite, schema 1 is the DDL above, as tvmq wrote it; elsewhere it is revision 0001 (the
+    baseline, which creates exactly those tables) without Alembic's bookkeeping.
+    """
+    if revision is None and make_url(url).get_backend_name() == "sqlite":
+        execute(url, *[st for st in SCHEMA_1.split(";") if st.strip()],
+                "INSERT INTO tvmq_meta VALUES ('schema_version', '1')")
+        return
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            cfg = Config()
+            cfg.set_main_option("script_location", str(schema.MIGRATIONS))
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision or "0001")
+            if revision is None:
+                conn.execute(text("DROP TABLE alembic_version"))
+    finally:
+        engine.dispose()
+
+
+def write_old_database(url: str, revision: str | None = None) -> list[float]:
+    """A database at ``revision`` (None: schema 1) with a finished session that measured three
+    records of one workload, and a session left running by a tvmq killed long ago; returns the
+    valid records' means."""
+    _create_tables(url, revision)
     mod = matmul()
     mod_json = tvm.ir.save_json(mod)
     tkey, tjson = target_identity(target())
     wl = ms.database.Workload(mod)
-    conn = sqlite3.connect(path)
-    with conn:
-        conn.executescript(SCHEMA_1)
-        conn.execute("INSERT INTO tvmq_meta VALUES ('schema_version', '1')")
-        conn.execute("INSERT INTO tuning_sessions (id, uuid, model_name, target_json, target_key, trials_done, "
-                     "started_at, status) VALUES (1, 'old-session', 'old-model', ?, ?, 3, ?, 'finished')",
-                     (tjson, tkey, NOW))
-        conn.execute("INSERT INTO workloads VALUES (1, 'main', ?, ?, ?, ?, ?, ?, ?)",
-                     (str(module_hash(mod, "structural")), str(module_hash(mod, "ignore-tensor")),
-                      str(module_hash(mod, "anchor-block")), "0.0.old",  # hashes of another TVM: recomputed
-                      mod_json, hashlib.sha256(mod_json.encode()).hexdigest(), NOW))
-        means = []
-        for rid, secs in ((1, [3e-3, 3.2e-3]), (2, [1e-3]), (3, None)):
-            trace, run_secs, _, args = make_record(wl, target(), secs, seed=rid).as_json()
-            mean = None if secs is None else sum(secs) / len(secs)
-            conn.execute("INSERT INTO tuning_records VALUES (?, 1, 1, ?, ?, ?, ?, ?, ?, ?, ?)",
-                         (rid, tkey, tjson, json.dumps(trace), None if secs is None else json.dumps(secs),
-                          mean, json.dumps(args), f"digest-{rid}", NOW))
-            if mean is not None:
-                means.append(mean)
-    conn.close()
+    rows: list = [
+        ("INSERT INTO tuning_sessions (uuid, model_name, target_json, target_key, trials_done, started_at, "
+         "ended_at, status) VALUES ('old-session', 'old-model', :tj, :tk, 3, :t, :e, 'finished')",
+         {"tj": tjson, "tk": tkey, "t": THEN, "e": ENDED}),
+        ("INSERT INTO tuning_sessions (uuid, model_name, trials_done, started_at, status) "
+         "VALUES ('killed-session', 'killed', 0, :t, 'running')", {"t": THEN}),
+        ("INSERT INTO workloads (name, shash_structural, shash_ignore_tensor, shash_anchor_block, "
+         "hash_tvm_version, mod_json, mod_sha256, created_at) VALUES ('main', :a, :b, :c, :v, :j, :s, :t)",
+         {"a": str(module_hash(mod, "structural")), "b": str(module_hash(mod, "ignore-tensor")),
+          "c": str(module_hash(mod, "anchor-block")), "v": "0.0.old",  # hashes of another TVM: recomputed
+          "j": mod_json, "s": hashlib.sha256(mod_json.encode()).hexdigest(), "t": THEN}),
+    ]
+    means = []
+    for rid, secs in ((1, [3e-3, 3.2e-3]), (2, [1e-3]), (3, None)):
+        trace, run_secs, _, args = make_record(wl, target(), secs, seed=rid).as_json()
+        mean = None if secs is None else sum(secs) / len(secs)
+        rows.append(("INSERT INTO tuning_records (workload_id, session_id, target_key, target_json, trace_json, "
+                     "run_secs_json, mean_run_secs, args_info_json, record_sha256, created_at) "
+                     "VALUES (1, 1, :tk, :tj, :tr, :rs, :m, :a, :d, :t)",
+                     {"tk": tkey, "tj": tjson, "tr": json.dumps(trace),
+                      "rs": None if secs is None else json.dumps(secs), "m": mean, "a": json.dumps(args),
+                      "d": f"digest-{rid}", "t": THEN}))
+        if mean is not None:
+            means.append(mean)
+    execute(url, *rows)
     return means
 
 
-def _revision(path: Path) -> str | None:
-    with sqlite3.connect(path) as conn:
-        tables = {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if "alembic_version" not in tables:
-            return None
-        return conn.execute("SELECT version_num FROM alembic_version").fetchone()[0]
+def _revision(url: str) -> str | None:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            if "alembic_version" not in inspect(conn).get_table_names():
+                return None
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    finally:
+        engine.dispose()
 
 
 def test_head_constant_is_alembics_head() -> None:
     assert schema.head_revision() == schema.HEAD
 
 
-def test_schema_1_database_opens_upgraded_and_serves_its_records(tmp_path: Path) -> None:
-    path = tmp_path / "old.db"
-    means = write_schema_1(path)
-    assert _revision(path) is None
+@pytest.mark.parametrize("revision", [None, "0001"], ids=["schema-1", "0001"])
+def test_old_database_opens_upgraded_and_serves_its_records(db_url: str, revision: str | None) -> None:
+    means = write_old_database(db_url, revision)
+    assert _revision(db_url) == revision
 
-    db = open_database(path)
-    assert _revision(path) == schema.head_revision()
-    assert db.schema_upgrade.before is None and db.schema_upgrade.changed
+    db = open_database(db_url)
+    assert _revision(db_url) == schema.head_revision()
+    assert db.schema_upgrade.before == revision and db.schema_upgrade.changed
     (s,) = db.summarize([matmul()], target())
     assert (s.num_records, s.num_valid, s.best_session_id) == (3, 2, 1)
     assert s.best_mean_run_secs == pytest.approx(min(means))
@@ -113,49 +152,54 @@ def test_schema_1_database_opens_upgraded_and_serves_its_records(tmp_path: Path)
     assert best.id == 2 and best.session_id == 1
     rec = db.scoped(target()).query_tuning_record(matmul(), target(), "main")
     assert sum(float(x) for x in rec.run_secs) / len(rec.run_secs) == pytest.approx(min(means), rel=1e-6)
-    assert db.session(1).model_name == "old-model" and db.session(1).num_records == 3
-    assert db.check().ok
+    finished, killed = db.session(1), db.session(2)
+    assert finished.model_name == "old-model" and finished.num_records == 3
+    # revision 0002: a session's last heartbeat is its end, else its start; the killed one is stale
+    assert (finished.heartbeat_at, finished.stale) == (ENDED, False)
+    assert (killed.heartbeat_at, killed.state) == (THEN, "stale")
+    (problem,) = db.check().problems
+    assert problem.startswith("1 sessions are stale") and "(ids 2)" in problem
 
     fill(db.scoped(target()), matmul(), 2, seed=9)  # and new records go in next to the old ones
     assert db.count_records(target()) == 5
+    sid = db.begin_session(model_name="new")  # and new sessions beat
+    assert db.session(sid).heartbeat_at is not None and not db.session(sid).stale
     db.close()
-    again = open_database(path)
+    again = open_database(db_url)
     assert not again.schema_upgrade.changed
     assert again.count_records() == 5
+    again.close()
 
 
-def test_upgrade_command(tmp_path: Path, capsys) -> None:
-    path = tmp_path / "old.db"
-    write_schema_1(path)
+def test_upgrade_command(db_url: str, capsys) -> None:
+    write_old_database(db_url)
     with pytest.raises(SystemExit) as info:
-        main(["--db", str(path), "upgrade"])
+        main(["--db", db_url, "upgrade"])
     out = capsys.readouterr().out
     assert info.value.code == 0
     assert "from schema 1 (before migrations) to revision" in out
-    assert _revision(path) == schema.HEAD
+    assert _revision(db_url) == schema.HEAD
     with pytest.raises(SystemExit) as info:
-        main(["--db", str(path), "upgrade"])
+        main(["--db", db_url, "upgrade"])
     assert info.value.code == 0 and "is at the newest schema revision" in capsys.readouterr().out
 
 
-def test_migrations_make_the_tables_the_models_describe(tmp_path: Path) -> None:
+def test_migrations_make_the_tables_the_models_describe(db_url: str) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    db = open_database(tmp_path / "new.db")
+    db = open_database(db_url)
     with db.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+    db.close()
 
 
-def test_database_from_a_newer_tvmq_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "new.db"
-    open_database(path).close()
-    with sqlite3.connect(path) as conn:
-        conn.execute("UPDATE alembic_version SET version_num = 'from-the-future'")
+def test_database_from_a_newer_tvmq_is_refused(db_url: str) -> None:
+    open_database(db_url).close()
+    execute(db_url, "UPDATE alembic_version SET version_num = 'from-the-future'")
     with pytest.raises(DatabaseError, match="newer tvmq"):
-        open_database(path)
-    with sqlite3.connect(path) as conn:
-        conn.execute("UPDATE alembic_version SET version_num = ?", (schema.HEAD,))
-        conn.execute("UPDATE tvmq_meta SET value = '99' WHERE key = 'schema_version'")
+        open_database(db_url)
+    execute(db_url, ("UPDATE alembic_version SET version_num = :v", {"v": schema.HEAD}),
+            "UPDATE tvmq_meta SET value = '99' WHERE key = 'schema_version'")
     with pytest.raises(DatabaseError, match="newer tvmq"):
-        open_database(path)
+        open_database(db_url)

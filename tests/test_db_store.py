@@ -1,9 +1,12 @@
-"""The tuning database through MetaSchedule's API and tvmq's own: scoping, equality, interop."""
+"""The tuning database through MetaSchedule's API and tvmq's own: scoping, equality, interop,
+sessions and their heartbeats; on every backend (tests/db_backends.py)."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,7 @@ import tvm_ffi
 from tvm.s_tir import meta_schedule as ms
 
 from tests._db_helpers import CASCADELAKE, ZNVER3, fill, make_record, matmul, matmul_relu, target
+from tests.db_backends import execute
 from tvmq.db import default_db_path, module_hash, open_database
 from tvmq.errors import DatabaseError
 
@@ -23,8 +27,8 @@ def _mean(rec) -> float:
 
 
 @pytest.fixture
-def db(tmp_path: Path):
-    d = open_database(tmp_path / "tvmq.db")
+def db(db_url: str):
+    d = open_database(db_url)
     yield d
     d.close()
 
@@ -32,7 +36,7 @@ def db(tmp_path: Path):
 # ------------------------------------------------------------------------- MetaSchedule API
 
 
-def test_roundtrip_through_metaschedule_api(db, tmp_path: Path) -> None:
+def test_roundtrip_through_metaschedule_api(db, db_url: str) -> None:
     msdb = db.scoped(target())
     assert isinstance(msdb, ms.database.Database)
     mod = matmul()
@@ -59,7 +63,7 @@ def test_roundtrip_through_metaschedule_api(db, tmp_path: Path) -> None:
         assert ms.database.Database.current().same_as(msdb)
 
     # persisted: a new connection in a new object sees the same best record
-    again = open_database(tmp_path / "tvmq.db").scoped(target())
+    again = open_database(db_url).scoped(target())
     rec2 = again.query_tuning_record(matmul(), target(), "main")
     assert _mean(rec2) == pytest.approx(min(means))
     assert str(rec2.trace) == str(rec.trace)
@@ -125,10 +129,10 @@ def test_hash_matches_metaschedule() -> None:
 
 
 @pytest.mark.parametrize("equality", ["structural", "ignore-tensor", "anchor-block"])
-def test_module_equality_like_metaschedule(tmp_path: Path, equality: str) -> None:
+def test_module_equality_like_metaschedule(db, equality: str) -> None:
     """has_workload/commit_workload agree with ms.database.MemoryDatabase for each equality."""
     mods = [matmul(16), matmul_relu(16), matmul(16, name="other"), matmul(32), matmul(16, 8)]
-    ours = open_database(tmp_path / "eq.db").scoped(target(), module_equality=equality)
+    ours = db.scoped(target(), module_equality=equality)
     theirs = ms.database.MemoryDatabase(module_equality=equality)
     for mod in mods:
         assert ours.has_workload(mod) == theirs.has_workload(mod), (equality, mod)
@@ -180,6 +184,47 @@ def test_sessions_and_which_session_made_the_best_record(db) -> None:
         db.end_session(s1, "exploded")
     with pytest.raises(DatabaseError, match="no tuning session 99"):
         db.end_session(99, "finished")
+
+
+def test_a_session_without_heartbeats_goes_stale(db, db_url: str) -> None:
+    sid = db.begin_session(model_name="m", target=target())
+    done = db.begin_session(model_name="done")
+    db.end_session(done, "finished")
+    (s,) = [x for x in db.sessions() if x.id == sid]
+    assert s.heartbeat_at is not None and not s.stale and s.state == "running"
+    assert db.stale_sessions() == [] and db.check(deep=False).ok
+
+    long_ago = datetime(2020, 1, 1)
+    execute(db_url, ("UPDATE tuning_sessions SET heartbeat_at = :t", {"t": long_ago}))
+    (s,) = [x for x in db.sessions() if x.id == sid]
+    assert s.stale and s.state == "stale" and s.status == "running"
+    assert [x.id for x in db.stale_sessions()] == [sid]  # an ended session is never stale
+    assert db.session(sid).stale
+    rep = db.check(deep=False)
+    assert "1 sessions are stale: marked running, but without a heartbeat for too long" in rep.problems[0]
+    assert f"(ids {sid})" in rep.problems[0]
+
+    db.update_session(sid, trials_done=4)  # a measured batch is a heartbeat
+    assert not db.session(sid).stale and db.session(sid).heartbeat_at > long_ago
+    execute(db_url, ("UPDATE tuning_sessions SET heartbeat_at = :t", {"t": long_ago}))
+    with db.heartbeat(sid, interval_s=0.05):  # the background thread, while a batch runs
+        deadline = time.monotonic() + 10
+        while db.session(sid).stale and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert not db.session(sid).stale
+    time.sleep(0.05)  # the thread has stopped: a grace shorter than this makes the session stale
+    assert db.session(sid, stale_after_s=0.01).stale
+
+
+def test_ending_a_session_counts_the_records_it_committed(db) -> None:
+    sid = db.begin_session(model_name="m", target=target())
+    fill(db.scoped(target(), session_id=sid), matmul(), 5)
+    db.update_session(sid, trials_done=2)  # what a progress callback had counted before a second Ctrl-C
+    db.end_session(sid, "interrupted")
+    s = db.session(sid)
+    assert (s.trials_done, s.num_records, s.status, s.stale) == (5, 5, "interrupted", False)
+    db.end_session(sid, "interrupted", trials_done=7)  # an explicit count is kept as given
+    assert db.session(sid).trials_done == 7
 
 
 def test_best_records_and_listings(db) -> None:
@@ -296,16 +341,17 @@ def test_prune_keeps_k_best_per_workload_per_target(db) -> None:
         db.prune(0)
 
 
-def test_merge_copies_missing_rows_once(tmp_path: Path) -> None:
-    a = open_database(tmp_path / "a.db")
-    b = open_database(tmp_path / "b.db")
+def test_merge_copies_missing_rows_once(db_urls) -> None:
+    url_a, url_b = db_urls(), db_urls()
+    a = open_database(url_a)
+    b = open_database(url_b)
     sid = b.begin_session(model_name="other-host", target=target(ZNVER3))
     fill(b.scoped(target(ZNVER3), session_id=sid), matmul(), 3)
     fill(b.scoped(target()), matmul(32), 2, seed=2)
     b.end_session(sid, "finished", 3)
     fill(a.scoped(target()), matmul(), 2, seed=5)
 
-    res = a.merge(tmp_path / "b.db")
+    res = a.merge(url_b)
     assert (res.records_added, res.sessions_added, res.workloads_added, res.workloads_known) == (5, 1, 1, 1)
     assert len(a.workloads()) == 2
     assert a.count_records() == 7
@@ -313,35 +359,40 @@ def test_merge_copies_missing_rows_once(tmp_path: Path) -> None:
     assert len(zn) == 3
     (s,) = a.summarize([matmul()], target(ZNVER3))
     assert a.session(s.best_session_id).model_name == "other-host"
-    again = a.merge(str(tmp_path / "b.db"))
+    again = a.merge(url_b)
     assert (again.records_added, again.records_duplicate, again.sessions_added) == (0, 5, 0)
     assert a.check().ok
     with pytest.raises(DatabaseError, match="into itself"):
-        a.merge(tmp_path / "a.db")
+        a.merge(url_a)
+    a.close()
+    b.close()
 
 
-def test_check_finds_and_fixes_problems(db, tmp_path: Path) -> None:
+def test_check_finds_and_fixes_problems(db, db_url: str) -> None:
     fill(db.scoped(target()), matmul(), 4)
     assert db.check().ok
-    path = tmp_path / "tvmq.db"
-    with sqlite3.connect(path) as conn:
-        conn.execute("PRAGMA foreign_keys = OFF")
-        conn.execute("UPDATE tuning_records SET trace_json = ? WHERE id = 1",
-                     (json.dumps([[["NoSuchInstruction", [], [], []]], []]),))
-        conn.execute("UPDATE tuning_records SET trace_json = 'not json' WHERE id = 2")
-        conn.execute("UPDATE tuning_records SET workload_id = 999 WHERE id = 3")
-    fresh = open_database(path)
+    sqlite = db_url.startswith("sqlite")
+    execute(db_url,
+            ("UPDATE tuning_records SET trace_json = :t WHERE id = 1",
+             {"t": json.dumps([[["NoSuchInstruction", [], [], []]], []])}),
+            "UPDATE tuning_records SET trace_json = 'not json' WHERE id = 2",
+            # an orphan: SQLite leaves foreign keys off unless asked; a server needs the constraint gone
+            *([] if sqlite else ["ALTER TABLE tuning_records DROP CONSTRAINT tuning_records_workload_id_fkey"]),
+            "UPDATE tuning_records SET workload_id = 999 WHERE id = 3")
+    fresh = open_database(db_url)
     rep = fresh.check()
     assert not rep.ok
     text = " ".join(rep.problems)
-    assert "missing workloads" in text and "cannot be replayed" in text and "ids 1, 2" in text
-    assert "foreign key" in text
+    assert "missing workloads (ids 3)" in text and "cannot be replayed (ids 1)" in text
+    assert "JSON that cannot be parsed (ids 2)" in text
+    assert ("foreign key" in text) == sqlite  # SQLite's own foreign_key_check
     quick = fresh.check(deep=False)
     assert "ids 2)" in " ".join(quick.problems)  # only the unparsable one without replaying
     fixed = fresh.check(fix=True)
     assert fixed.fixed
     assert fresh.check().ok
     assert fresh.count_records() == 1
+    fresh.close()
 
 
 # ------------------------------------------------------------------------------ opening
@@ -384,11 +435,10 @@ def test_any_sqlalchemy_url(tmp_path: Path) -> None:
     assert mem.count_records() == 1
 
 
-def test_hashes_from_another_tvm_version_are_recomputed(db, tmp_path: Path) -> None:
+def test_hashes_from_another_tvm_version_are_recomputed(db, db_url: str) -> None:
     fill(db.scoped(target()), matmul(), 2)
-    with sqlite3.connect(tmp_path / "tvmq.db") as conn:
-        conn.execute("UPDATE workloads SET shash_structural = '1', hash_tvm_version = '0.0.old'")
-    fresh = open_database(tmp_path / "tvmq.db")
+    execute(db_url, "UPDATE workloads SET shash_structural = '1', hash_tvm_version = '0.0.old'")
+    fresh = open_database(db_url)
     msdb = fresh.scoped(target())
     assert msdb.query_tuning_record(matmul(), target(), "main") is not None
     assert fresh.import_json  # and writes work after the refresh

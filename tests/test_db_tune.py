@@ -7,13 +7,17 @@ TuneContext still imports TVM's tensor intrinsics (~15 s), so the tests share on
 
 from __future__ import annotations
 
+import io
+import tempfile
 from pathlib import Path
 
 import pytest
 import tvm
 import tvm_ffi
 from tvm import relax
+from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
+from tvm.s_tir.meta_schedule.builder import BuilderResult, PyBuilder
 from tvm.s_tir.meta_schedule.testing.dummy_object import DummyBuilder, DummyRunner
 
 from tests._db_helpers import CASCADELAKE, ZNVER3, matmul, target
@@ -22,6 +26,19 @@ from tvmq.db import open_database
 pytestmark = pytest.mark.timeout(180)
 
 TRIALS = 8
+
+
+@derived_object
+class FolderBuilder(PyBuilder):
+    """DummyBuilder, but each "artifact" in a folder of its own under ``root``, which MetaSchedule's
+    default measure callbacks (RemoveBuildArtifact) can delete as they do after a real build."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__()
+        self.root = root
+
+    def build(self, build_inputs: list) -> list:
+        return [BuilderResult(str(Path(tempfile.mkdtemp(dir=self.root)) / "lib.so"), None) for _ in build_inputs]
 
 
 def relax_matmul_relu(n: int = 16) -> tvm.IRModule:
@@ -118,6 +135,35 @@ def test_resume_seeds_from_earlier_records(tuned) -> None:
     (s,) = db2.summarize([tasks[0].dispatched[0]], target())
     assert s.best_session_id in (sid, sid2)
     assert {x.num_records for x in db2.sessions()} == {TRIALS}
+
+
+def test_interrupt_reports_the_trials_the_session_kept(tuned, tmp_path: Path, monkeypatch) -> None:
+    """A second Ctrl-C can land after MetaSchedule committed records but before the progress
+    callback counted them: the message and the session say what the database holds."""
+    from rich.console import Console
+
+    from tvmq.errors import Interrupted
+    from tvmq.tuner.tune import Records, TuneConfig, tune
+
+    _, _, tasks, _, _ = tuned
+    db = open_database(tmp_path / "interrupted.db")
+    sid = db.begin_session(model_name="matmul_relu", target=target(), trials_requested=64)
+    commit = db.objects.commit_record
+
+    def commit_then_ctrl_c(record, **kwargs):
+        rid = commit(record, **kwargs)
+        if db.session(sid).num_records == 6:  # in the middle of the second batch of 4
+            raise KeyboardInterrupt
+        return rid
+
+    monkeypatch.setattr(db.objects, "commit_record", commit_then_ctrl_c)
+    config = TuneConfig(trials=64, num_trials_per_iter=4, population=16, builder=FolderBuilder(tmp_path),
+                        runner=DummyRunner(), measure_untuned=False, work_dir=tmp_path / "work")
+    with pytest.raises(Interrupted, match="stopped by Ctrl-C after 6 trials"):
+        tune(list(tasks), target(), Records.open(db, target(), sid), config, Console(file=io.StringIO()))
+    db.end_session(sid, "interrupted")  # what the tune stage does on the way out
+    s = db.session(sid)
+    assert (s.trials_done, s.num_records, s.status) == (6, 6, "interrupted")
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from tests._int8_helpers import (compare, convert, import_tflite, llvm_asm, random_inputs, run_tflite, run_tvm,
-                                 tensorized_build)
+                                 tensorized_build, uint8_qdq_conv)
 from tvmq.targets import get_profile
 
 tf = pytest.importorskip("tensorflow")
@@ -91,57 +91,6 @@ def test_int8_activations_tensorized(models, case, profile_name):
 
 
 # ---------------------------------------------------------------------------------- uint8
-def _u8_conv(rng, weight_range, zp_w=None, c=8, oc=12, k=3, stride=1, pad=1, hw=(7, 9)):
-    """A uint8 QDQ conv as TVM's TFLite importer writes it, and its numpy reference; the weights
-    are ``zp_w + weight_range`` (clipped to uint8)."""
-    from tvm import relax
-
-    from tvmq.int8 import requant as rq
-
-    s_x, zp_x = np.float32(0.02), int(rng.integers(0, 256))
-    s_w = np.float32(0.005)
-    zp_w = int(rng.integers(100, 156)) if zp_w is None else zp_w
-    s_o, zp_o = np.float32(0.05), int(rng.integers(0, 60))
-    lo, hi = weight_range
-    w = np.clip(zp_w + rng.integers(lo, hi + 1, (k, k, c, oc)), 0, 255).astype(np.uint8)
-    bias = rng.integers(-3000, 3000, oc).astype(np.int32)
-    x = rng.integers(0, 256, (1, *hw, c)).astype(np.uint8)
-
-    def f32(v):
-        return relax.const(np.float32(v), "float32")
-
-    def i32(v):
-        return relax.const(np.int32(v), "int32")
-
-    bb = relax.BlockBuilder()
-    xv = relax.Var("x", relax.TensorType(x.shape, "uint8"))
-    with bb.function("main", [xv]):
-        with bb.dataflow():
-            xd = bb.emit(relax.op.dequantize(xv, f32(s_x), i32(zp_x), axis=0))
-            wd = bb.emit(relax.op.dequantize(relax.const(w), f32(s_w), i32(zp_w), axis=3))
-            y = bb.emit(relax.op.nn.conv2d(xd, wd, strides=[stride] * 2, padding=[pad] * 4, data_layout="NHWC",
-                                           kernel_layout="HWIO"))
-            bd = bb.emit(relax.op.dequantize(relax.const(bias), f32(s_x * s_w), i32(0), axis=0))
-            q = bb.emit(relax.op.quantize(bb.emit(relax.op.add(y, bd)), f32(s_o), i32(zp_o), out_dtype="uint8",
-                                          axis=0))
-            out = bb.emit_output(relax.op.clip(q, float(zp_o), 255.0))
-        bb.emit_func_output(out)
-    mod = bb.get()
-
-    # TFLite's integer conv: sum((x - zp_x) * (w - zp_w)) + bias, then the Q31 requantization
-    xp = np.pad(x.astype(np.int64), ((0, 0), (pad, pad), (pad, pad), (0, 0)), constant_values=zp_x) - zp_x
-    oh = (hw[0] + 2 * pad - k) // stride + 1
-    ow = (hw[1] + 2 * pad - k) // stride + 1
-    acc = np.zeros((1, oh, ow, oc), np.int64)
-    for i in range(k):
-        for j in range(k):
-            patch = xp[:, i:i + stride * oh:stride, j:j + stride * ow:stride, :]
-            acc += patch @ (w[i, j].astype(np.int64) - zp_w)
-    q, shift = rq.quantize_multiplier(np.float64(s_x) * np.float64(s_w) / np.float64(s_o))
-    ref = rq.requantize_np((acc + bias).astype(np.int32), q, shift, zp_o, zp_o, 255, "uint8")
-    return mod, x, ref
-
-
 @pytest.mark.parametrize("weights,zp_w,expect,instruction", [
     ((-40, 40), None, "tvmq_dot_avx2_u8i8_sat", "vpmaddubsw"),  # w - zp fits int8, no pair can saturate
     ((-120, 120), None, "tvmq_dot_avx2_u8i8", "vpmaddwd"),      # fits int8, pairs could saturate
@@ -151,7 +100,7 @@ def test_uint8_conv_asymmetric_weights(weights, zp_w, expect, instruction):
     from tvmq.int8 import lower_qdq_to_int8
 
     rng = np.random.default_rng(7)
-    mod, x, ref = _u8_conv(rng, weights, zp_w)
+    mod, x, ref = uint8_qdq_conv(rng, weights, zp_w)
     # the plain integer kernels and the packed ones of every scheme compute TFLite's integers
     for scheme in (None, "avx2", "avx512", "vnni", "sdot"):
         low = lower_qdq_to_int8(mod, scheme=scheme).mod
@@ -183,7 +132,7 @@ def test_uint8_conv_channels_not_a_multiple_of_4(c):
     from tvmq.int8 import dot, lower_qdq_to_int8
 
     for weights, zp_w in (((-128, 127), None), ((-131, 124), 131)):
-        mod, x, ref = _u8_conv(np.random.default_rng(11), weights, zp_w, c=c, stride=2)
+        mod, x, ref = uint8_qdq_conv(np.random.default_rng(11), weights, zp_w, c=c, stride=2)
         for scheme in (None, "avx2", "avx512", "vnni", "sdot"):
             low = lower_qdq_to_int8(mod, scheme=scheme).mod
             assert np.array_equal(run_tvm(low, [x]), ref), (weights, scheme)
@@ -196,7 +145,7 @@ def test_uint8_conv_on_vnni_and_udot_builds():
     """uint8 activations on VNNI (u8 x i8, weights shifted by 128) and Arm (udot, u8 x u8)."""
     from tvmq.int8 import lower_qdq_to_int8
 
-    mod, x, ref = _u8_conv(np.random.default_rng(3), (-128, 127), stride=2)
+    mod, x, ref = uint8_qdq_conv(np.random.default_rng(3), (-128, 127), stride=2)
     for name, intrin, pattern in (("cascadelake", "tvmq_dot_vnni_u8i8", r"\bvpdpbusd\b.*%zmm"),
                                   ("neoverse-n1", "tvmq_dot_udot_u8u8", r"\budot\s+v\d+\.4s")):
         prof = get_profile(name)
@@ -222,7 +171,7 @@ def test_tuned_builds_schedule_only_the_dot_products_the_database_lacks():
     from tvmq.int8 import lower_qdq_to_int8
     from tvmq.tuner.rules import _is_scheduled, schedule_unscheduled
 
-    mod, _, _ = _u8_conv(np.random.default_rng(7), (-120, 120))
+    mod, _, _ = uint8_qdq_conv(np.random.default_rng(7), (-120, 120))
     target = get_profile("znver3").tvm_target(2)
     with target:
         lowered = relax.get_pipeline("zero")(lower_qdq_to_int8(mod, scheme="avx2").mod)

@@ -75,14 +75,26 @@ def test_int8_io_with_several_outputs(capsys, tmp_path, model_factory):
     assert all(o["within_tolerance"] for o in img["outputs"])
 
 
-def test_verification_failure_exits_one(capsys, tmp_path, model_factory):
-    """A tolerance below the real difference must fail the run with exit status 1 (not 0, not 2)."""
+def test_verification_failure_exits_one(capsys, tmp_path, model_factory, monkeypatch):
+    """TVM and TFLite disagreeing by more than the tolerance fails the run with exit status 1 (not 0,
+    not 2): here TFLite's outputs are moved by 3 quantized units, over the default tolerance of 2."""
+    from tvmq.model import Reference
+
+    real_run = Reference.run
+
+    def shifted(self, arrays):
+        return [np.clip(o.astype(np.int32) + 3, np.iinfo(o.dtype).min, np.iinfo(o.dtype).max).astype(o.dtype)
+                if np.issubdtype(o.dtype, np.integer) else o + 1.0 for o in real_run(self, arrays)]
+
+    monkeypatch.setattr(Reference, "run", shifted)
     report_path = tmp_path / "r.json"
     rc, err = run_tune(capsys, ["--model", str(model_factory.path("segmentation")), "--out", str(tmp_path / "o"),
-                                "--json", str(report_path), "--trials", "0", "--repeat", "1", "--tolerance", "-1",
+                                "--json", str(report_path), "--trials", "0", "--repeat", "1",
                                 "--db", str(tmp_path / "t.db")])
     assert rc == 1, err
-    assert load_json(report_path)["verdict"] == "fail"
+    report = load_json(report_path)
+    assert report["verdict"] == "fail"
+    assert not all(o["within_tolerance"] for o in report["images"][0]["outputs"])
 
 
 def test_image_folder_and_int8_preprocessing(tmp_path, model_factory, photo):

@@ -25,7 +25,7 @@ from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
 from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
 
-from tvmq.errors import Interrupted
+from tvmq.errors import Interrupted, TvmqError
 
 from .rules import space_generator
 from .scheduler import EagerGradientScheduler, budget_tasks, median_ms
@@ -69,6 +69,22 @@ class Records:
              module_equality: str = DEFAULT_MODULE_EQUALITY) -> Records:
         return cls(database, database.scoped(target, module_equality=module_equality, session_id=session_id),
                    session_id)
+
+    def heartbeat(self) -> contextlib.AbstractContextManager:
+        """While the search runs: the session's heartbeat thread (see :mod:`tvmq.db.heartbeat`)."""
+        if self.session_id is None:
+            return contextlib.nullcontext()
+        return self.database.heartbeat(self.session_id)
+
+    def trials_kept(self, counted: int) -> int:
+        """The trials this run's session committed, counted in the database; ``counted`` (what the
+        progress callback saw) when there is no session or the database cannot say."""
+        if self.session_id is None:
+            return counted
+        try:
+            return self.database.session(self.session_id).num_records
+        except TvmqError:
+            return counted
 
 
 @dataclass
@@ -348,9 +364,10 @@ def tune(tasks, target, records: Records, config: TuneConfig, console: Console |
                     )
         except (KeyboardInterrupt, Exception) as err:
             if isinstance(err, KeyboardInterrupt) or stop.is_set():
+                # a second Ctrl-C can land after a batch is committed but before the callback counted it
                 raise Interrupted(
-                    f"tuning stopped by Ctrl-C after {result.trials} trials; every measured batch is in the "
-                    f"database, and the next run resumes from it"
+                    f"tuning stopped by Ctrl-C after {records.trials_kept(result.trials)} trials; every measured "
+                    f"batch is in the database, and the next run resumes from it"
                 ) from None
             raise
         finally:

@@ -3,6 +3,11 @@
 Every exception here carries one clear, complete sentence for the user. The command-line
 entry points catch :class:`TvmqError`, print its message on one line and exit with its
 ``exit_code``; they never show a traceback for these.
+
+Exit statuses: 0 success, 1 a verdict (:class:`VerificationFailed`: TVM and TFLite disagree;
+``tvmq-db check``: problems found), 2 a bad input or option (every other error here), 3 an
+internal error (:class:`InternalError`: any other exception, a bug), 130 Ctrl-C
+(:class:`Interrupted`).
 """
 
 from __future__ import annotations
@@ -32,6 +37,10 @@ class NotATFLiteModel(TvmqError):
 
 class TruncatedModel(TvmqError):
     kind = "truncated-model"
+
+
+class ModelTooLarge(TvmqError):
+    kind = "model-too-large"
 
 
 class UnsupportedOperators(TvmqError):
@@ -109,9 +118,23 @@ class VerificationFailed(TvmqError):
 
 
 class UsageError(TvmqError):
-    """Options that cannot go together."""
+    """An option value out of range, or options that cannot go together."""
 
     kind = "usage"
+
+
+class OutputError(TvmqError):
+    """An output path (``--out``, ``--json``) that cannot be written."""
+
+    kind = "bad-output"
+
+
+class InternalError(TvmqError):
+    """Not raised: the status and kind ``run_command`` gives any exception that is not a
+    :class:`TvmqError` (a bug, not a verdict and not a bad input)."""
+
+    kind = "internal-error"
+    exit_code = 3
 
 
 def one_line(err: BaseException | str, limit: int = 300, pick: str = "all") -> str:

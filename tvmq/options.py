@@ -5,11 +5,13 @@ A run's options are six groups — the model and its inputs (:class:`SourceOptio
 (:class:`CodegenOptions`), the measurement (:class:`MeasurementOptions`) and the files written
 (:class:`OutputOptions`) — gathered in :class:`RunOptions`. :meth:`RunOptions.from_mapping` builds
 them from the flat names ``tvmq-tune`` uses (its argparse destinations), and every rule about
-which values and combinations are allowed lives in :meth:`RunOptions.validate`.
+which values and combinations are allowed lives here: :data:`RANGES` (each numeric option's
+range, which ``tvmq-tune``'s parser reads too) and :meth:`RunOptions.validate`.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -19,7 +21,19 @@ from tvmq.errors import UsageError
 
 REQUANT_MODES = ("tflite", "xnnpack")  # tvmq.int8.requant.MODES, named here without importing TVM
 DEFAULT_TRIALS = 200
+INT32_MAX = 2**31 - 1  # TVM, numpy and XGBoost take counts and seeds as 32-bit integers
 _LAYOUT = re.compile(r"^(NHWC|NCHW|NCHW[1-9]\d*c)$")
+
+# The values each numeric option may take, both ends included (an int pair: whole numbers only).
+# RunOptions.validate and tvmq-tune's argparse types (tvmq.cli.common.number_in) both read it.
+RANGES: dict[str, tuple[int | float, int | float]] = {
+    "trials": (0, INT32_MAX),
+    "trials_per_task": (1, INT32_MAX),
+    "seed": (0, INT32_MAX),
+    "threads": (1, 1024),  # more than any CPU tvmq targets has cores
+    "repeat": (1, INT32_MAX),
+    "tolerance": (0.0, math.inf),  # finite, at least 0
+}
 
 
 @dataclass(frozen=True)
@@ -122,15 +136,17 @@ class RunOptions:
 
     def validate(self) -> RunOptions:
         """Every rule about option values and combinations; raises :class:`UsageError`."""
-        t, tu, c, m = self.target, self.tuning, self.codegen, self.measurement
-        _at_least("--trials", tu.trials, 0)
-        _at_least("--trials-per-task", tu.trials_per_task, 1)
-        _at_least("--threads", t.threads, 1)
-        _at_least("--repeat", m.repeat, 1)
+        t, tu, c = self.target, self.tuning, self.codegen
+        for group in (self.source, t, tu, self.measurement):
+            for f in fields(group):
+                value = getattr(group, f.name)
+                problem = range_problem(value, *RANGES[f.name]) if f.name in RANGES and value is not None else None
+                if problem:
+                    raise UsageError(f"--{f.name.replace('_', '-')} {problem}")
         if c.requant not in REQUANT_MODES:
             raise UsageError(f"--requant must be one of {', '.join(REQUANT_MODES)}, not {c.requant!r}")
-        if c.layout is not None and not _LAYOUT.match(c.layout):
-            raise UsageError(f"--layout must be profile, NHWC, NCHW or NCHW<b>c (e.g. NCHW16c), not {c.layout!r}")
+        if c.layout is not None and layout_problem(c.layout):
+            raise UsageError(f"--layout {layout_problem(c.layout)}")
         if t.build_only and tu.trials > 0:
             raise UsageError("--build-only tunes nothing: drop --trials, or tune on the device with --rpc-tracker")
         if bool(t.rpc_tracker) != bool(t.rpc_key):
@@ -149,10 +165,28 @@ def _flatten(items) -> list[str]:
     return out
 
 
-def _at_least(flag: str, value: int | None, low: int) -> None:
-    if value is not None and value < low:
-        raise UsageError(f"{flag} must be {low} or more, not {value}")
+def range_problem(value, low: int | float, high: int | float) -> str | None:
+    """Why ``value`` is not allowed where ``low``..``high`` (both included) is, as a phrase ("must
+    be at least 1, not 0"); None when it is. An int range takes whole numbers only, a float range
+    any finite number."""
+    whole = isinstance(low, int)
+    kinds = (int,) if whole else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or (not whole and not math.isfinite(value)):
+        return f"must be a {'whole' if whole else 'finite'} number, not {value!r}"
+    if value < low:
+        return f"must be at least {low}, not {value}"
+    if value > high:
+        return f"must be at most {high}, not {value}"
+    return None
+
+
+def layout_problem(layout: str) -> str | None:
+    """Why ``layout`` is not a convolution data layout tvmq can apply; None when it is."""
+    if isinstance(layout, str) and _LAYOUT.match(layout):
+        return None
+    return f"must be NHWC, NCHW or NCHW<b>c (e.g. NCHW16c), not {layout!r}"
 
 
 __all__ = ["RunOptions", "SourceOptions", "TargetOptions", "TuningOptions", "CodegenOptions",
-           "MeasurementOptions", "OutputOptions", "DEFAULT_TRIALS", "REQUANT_MODES"]
+           "MeasurementOptions", "OutputOptions", "DEFAULT_TRIALS", "INT32_MAX", "RANGES", "REQUANT_MODES",
+           "layout_problem", "range_problem"]

@@ -1,5 +1,6 @@
-"""The one job, as a chain of stages: plan → load → prepare → lower → tune → build → export →
-verify → benchmark → report.
+"""The one job, as a chain of stages: outputs → plan → load → prepare → lower → tune → build →
+export → verify → benchmark → report (the output paths are checked first, so that no run ends
+unable to write what it measured).
 
 :func:`run` is what ``tvmq-tune`` does; it returns the typed :class:`~tvmq.report.model.Report`
 (``to_dict()`` is the JSON written) and raises :class:`tvmq.errors.TvmqError` for anything a
@@ -12,10 +13,13 @@ from pathlib import Path
 
 from rich.console import Console
 
+from tvmq.db.engine import check_location
+from tvmq.errors import OutputError
 from tvmq.options import RunOptions
+from tvmq.redact import redact_text
 from tvmq.report.model import Report
-from tvmq.stages import (Steps, benchmark, benchmark_untuned, build, export, inputs, load, lower,
-                         open_records, plan, prepare, runnable, tune, verify)
+from tvmq.stages import (Outputs, Steps, benchmark, benchmark_untuned, build, export, inputs, load, lower,
+                         open_records, outputs, plan, prepare, runnable, tune, verify)
 
 
 def default_out_dir(model_name: str, target_name: str) -> Path:
@@ -24,18 +28,21 @@ def default_out_dir(model_name: str, target_name: str) -> Path:
 
 def run(opts: RunOptions, console: Console | None = None) -> Report:
     steps = Steps(console or Console(stderr=True))
+    outputs(opts.output)  # --out and --json as given, before any work
+    check_location(opts.tuning.db)  # and the database: a bad --db fails now, not after the build
     where = opts.target
     plan_ = plan(where, steps)
     model, info = load(opts.source, steps)
+    paths = outputs(opts.output, default_out_dir(model.name, plan_.profile.name))
+    out_dir = paths.out_dir
     feed = inputs(info, opts.source) if not where.build_only else None
     from tvmq.tuner.compile import set_threads
 
     set_threads(plan_.threads)
     prepared = prepare(model, info, plan_.profile, opts.codegen, steps)
-    report = Report(model={**info.to_dict(), "source": model.source, "path": str(model.path)},
+    report = Report(model={**info.to_dict(), "source": redact_text(model.source), "path": str(model.path)},
                     target=plan_.target_section(), host=plan_.host_section(), transforms=prepared.transforms,
                     timings_s=steps.timings)
-    out_dir = opts.output.out_dir or default_out_dir(model.name, plan_.profile.name)
     lowered = lower(prepared, plan_.target, steps)
     records = open_records(opts.tuning.db, lowered, plan_, opts.tuning.trials)
     report.tuning = tune(lowered, records, plan_, opts.tuning, out_dir / "tuning_logs", steps)
@@ -48,7 +55,7 @@ def run(opts: RunOptions, console: Console | None = None) -> Report:
     executable = build(lowered, view, untuned, steps)
     report.artifact = export(executable, prepared, plan_, out_dir, steps)
     if where.build_only:
-        return _finish(report, "built", opts, out_dir, steps)
+        return _finish(report, "built", paths, steps)
 
     from tvmq.model import Reference
 
@@ -65,7 +72,7 @@ def run(opts: RunOptions, console: Console | None = None) -> Report:
             lib = export(plain, prepared, plan_, out_dir, steps, lib_name="untuned.so") if where.rpc_tracker else None
             untuned_stats = benchmark_untuned(runnable(plain, lib and Path(lib.path), where), arrays, opts.measurement)
         report.latencies = report.latencies.with_untuned(untuned_stats)
-    return _finish(report, verification.verdict, opts, out_dir, steps)
+    return _finish(report, verification.verdict, paths, steps)
 
 
 def _versions(reference_name: str | None = None) -> dict:
@@ -74,15 +81,17 @@ def _versions(reference_name: str | None = None) -> dict:
     return stack_versions(reference_name)
 
 
-def _finish(report: Report, verdict: str, opts: RunOptions, out_dir: Path, steps: Steps) -> Report:
+def _finish(report: Report, verdict: str, paths: Outputs, steps: Steps) -> Report:
     from tvmq.report.render import print_report, write_reports
 
     report.verdict = verdict
     report.versions = report.versions or _versions()
     print_report(report, steps.console)
-    json_path = opts.output.json_path or out_dir / "report.json"
-    write_reports(report, json_path, out_dir / "report.md")
-    steps.print(f"report: {json_path} and {out_dir / 'report.md'}")
+    try:
+        write_reports(report, paths.json_path, paths.markdown_path)
+    except OSError as err:  # checked writable at the start; the disk may have filled since
+        raise OutputError(f"cannot write the report: {err}") from None
+    steps.print(f"report: {paths.json_path} and {paths.markdown_path}")
     return report
 
 

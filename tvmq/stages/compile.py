@@ -6,7 +6,7 @@ each can be called on its own from Python."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tvmq.model import LoadedModel, ModelInfo
@@ -156,17 +156,18 @@ def tune(lowered: Lowered, records, plan_: Plan, tuning: TuningOptions, work_dir
 
     config = TuneConfig(trials=tuning.trials, trials_per_task=tuning.trials_per_task, seed=tuning.seed,
                         retune=tuning.retune, threads=plan_.threads, work_dir=work_dir, runner=plan_.runner)
+    text = f"tune ({tuning.trials} trials)" if tuning.trials else "look up the database"
     status = "failed"
     try:
-        with steps.step("tune", f"tune ({tuning.trials} trials)" if tuning.trials else "look up the database"):
+        with records.heartbeat(), steps.step("tune", text):
             result = search(list(lowered.tasks), lowered.target, records, config, steps.console)
         status = "finished"
     except (KeyboardInterrupt, Interrupted):
         status = "interrupted"
         raise
     finally:
-        if records.session_id is not None:
-            records.database.end_session(records.session_id, status=status, trials_done=None)
+        if records.session_id is not None:  # its trials: the records it committed
+            records.database.end_session(records.session_id, status=status)
     result.dedup = lowered.dedup.to_dict()
     d = lowered.dedup
     views = f" (+ {d.views} reshapes that run as views)" if d.views else ""
@@ -194,20 +195,23 @@ def build(lowered: Lowered, view, untuned: str, steps: Steps, name: str = "build
 
 def export(executable, prepared: Prepared, plan_: Plan, out_dir: Path, steps: Steps,
            lib_name: str | None = None) -> ArtifactSection:
-    """``model.so`` + ``model.json`` in ``out_dir`` (``lib_name``: another library name, no metadata)."""
+    """``model.so`` + ``model.json`` in ``out_dir`` (``lib_name``: another library name, no metadata).
+    ``model.json`` records what :func:`tvmq.tuner.artifact.load` checks before loading the library:
+    its size and sha256, the versions that built it, and the architecture and CPU flags its code needs."""
     from tvmq.tuner import artifact
 
     if lib_name is not None:
         lib = out_dir / lib_name
         plan_.profile.export_library(executable, lib)
         return ArtifactSection(str(lib), lib.stat().st_size)
-    info = prepared.info
+    info, profile = prepared.info, plan_.profile
     with steps.step("export", f"export to {out_dir}"):
         lib = artifact.export(executable, out_dir, {
-            "model": prepared.model.name, "model_sha256": prepared.model.sha256, "target": plan_.profile.name,
-            "tvm_target": plan_.tvm_target_json, "inputs": [t.__dict__ for t in info.inputs],
-            "outputs": [t.__dict__ for t in info.outputs], "threads": plan_.threads,
-        }, export_fn=plan_.profile.export_library)
+            "model": prepared.model.name, "model_sha256": prepared.model.sha256, "target": profile.name,
+            "tvm_target": plan_.tvm_target_json, "requires": {"arch": profile.arch, "cpu_flags": profile.host_flags},
+            "inputs": [asdict(t) for t in info.inputs], "outputs": [asdict(t) for t in info.outputs],
+            "threads": plan_.threads,
+        }, export_fn=profile.export_library)
     return ArtifactSection(str(lib), lib.stat().st_size)
 
 

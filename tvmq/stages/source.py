@@ -13,10 +13,13 @@ from .steps import Steps
 def load(source: SourceOptions, steps: Steps):
     """``(LoadedModel, ModelInfo)``: the model read, validated and shown; refused here, before any
     compilation, when TVM cannot convert it."""
+    from rich.markup import escape
+
     from tvmq.model import check_convertible, inspect_model, load_model
+    from tvmq.redact import redact_text
     from tvmq.report.render import model_tables
 
-    with steps.step("load", f"load {source.model}"):
+    with steps.step("load", f"load {escape(redact_text(source.model))}"):
         model = load_model(source.model)
         info = inspect_model(model)
     for table in model_tables(info):
