@@ -112,9 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="threads for TVM and TFLite alike (default: the profile's, at most the host's cores)")
     run.add_argument("--repeat", type=run_option("repeat"), default=30, metavar="N",
                      help="benchmark runs of each engine (default: 30)")
-    run.add_argument("--tolerance", type=run_option("tolerance"), default=2.0, metavar="UNITS",
-                     help="largest difference allowed on non-classification outputs, in quantized units "
-                          "(default: 2)")
+    run.add_argument("--tolerance", type=run_option("tolerance"), metavar="UNITS",
+                     help="largest difference allowed on any output, in quantized units (default: 0 with --int8, "
+                          "whose builds are compared with the TFLite kernels they compute: reference kernels for "
+                          "--requant tflite, XNNPACK for --requant xnnpack; 2 for the QDQ float graph, compared "
+                          "with XNNPACK, where a classifier passes on its top-5)")
+    run.add_argument("--explain-mismatch", action="store_true",
+                     help="also run the model with every operator's output as an output, here and in TFLite, and "
+                          "print the first tensor where they part: its operator, shape, quantization and difference")
     run.add_argument("--build-only", action="store_true",
                      help="tune nothing, run nothing: build (cross-build for a foreign CPU) and export")
     remote = p.add_argument_group("remote devices (TVM's RPC tracker)")

@@ -7,9 +7,9 @@ import numpy as np
 from tvm import te, tirx
 
 from . import requant as rq
-from .params import AddParams, RequantParams
+from .params import AddParams, RequantParams, RescaleParams
 
-__all__ = ["add_te", "requantize_te"]
+__all__ = ["add_te", "requantize_te", "rescale_te"]
 
 
 def _bcast_index(t, out_idx):
@@ -67,10 +67,15 @@ def add_te(a, b, p: AddParams):
 
 def requantize_te(x, p: RequantParams):
     """``x`` (zero point ``zp_x``) requantized to ``p.out``; only re-offset and clamped when the
-    scales are equal."""
+    scales are equal; XNNPACK's 8-bit convert when ``p.xnn_multiplier`` is set."""
     out = p.out
 
     def f(*idx):
+        if p.xnn_multiplier is not None:
+            m = p.xnn_multiplier
+            acc = tirx.const((out.zero_point << 8) - m * p.zp_x + 0x80, "int32") + x[idx].astype("int32") * m
+            y = tirx.shift_right(acc, tirx.const(8, "int32"))
+            return tirx.max(tirx.min(y, tirx.const(out.qmax, "int32")), tirx.const(out.qmin, "int32")).astype(out.dtype)
         v = x[idx].astype("int32") - p.zp_x
         if p.identity:
             y = v + out.zero_point
@@ -79,3 +84,10 @@ def requantize_te(x, p: RequantParams):
         return rq.requantize_tir(v, p.q, p.shift, out.zero_point, out.qmin, out.qmax, out.dtype)
 
     return te.compute(x.shape, f, name="requantize")
+
+
+def rescale_te(x, p: RescaleParams):
+    """``x`` rescaled in float32 to ``p.out`` (:func:`.requant.rescale_fp32_tir`)."""
+    out = p.out
+    return te.compute(x.shape, lambda *i: rq.rescale_fp32_tir(x[i], p.scale, p.bias, out.zero_point, out.qmin, out.qmax,
+                                                               out.dtype), name="rescale")

@@ -20,6 +20,9 @@ def _epilogue_expr(acc, o, epi: Requantization, tens):
     if epi.mode == "xnnpack":
         scale = epi.scale if epi.scale is not None else tens[0][o]
         return rq.requantize_fp32_tir(acc, scale, epi.zero_point, epi.qmin, epi.qmax, epi.dtype)
+    if epi.mode == "float64":
+        scale = epi.scale if epi.scale is not None else tens[0][o]
+        return rq.requantize_f64_tir(acc, scale, epi.zero_point, epi.qmin, epi.qmax, epi.dtype)
     if epi.q is not None:
         q, sh = epi.q, epi.shift
     else:

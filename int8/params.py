@@ -69,7 +69,9 @@ class Requantization:
     """The epilogue of a conv / dense kernel: int32 accumulator -> output dtype.
 
     ``mode="tflite"``: fixed-point ``q``/``shift`` (None: per-channel vectors passed as tensors);
-    ``mode="xnnpack"``: float32 ``scale`` (None: a per-channel vector passed as a tensor)."""
+    ``mode="xnnpack"``: float32 ``scale`` (None: a per-channel vector passed as a tensor);
+    ``mode="float64"``: TFLite's reference fully connected layer, ``round(double(acc) * scale)``
+    with a double ``scale`` (None: a per-channel float64 vector passed as a tensor)."""
 
     mode: str
     zero_point: int
@@ -131,13 +133,25 @@ class AddParams:
 
 @dataclass(frozen=True)
 class RequantParams:
-    """Requantize one tensor: ``identity`` when only the zero point changes."""
+    """Requantize one tensor: ``identity`` when only the zero point changes; ``xnn_multiplier``:
+    XNNPACK's 8-bit fixed-point convert instead of TFLite's (:func:`.requant.xnnpack_convert_np`)."""
 
     zp_x: int
     q: int
     shift: int
     out: OutputQuant
     identity: bool
+    xnn_multiplier: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class RescaleParams:
+    """Rescale one tensor in float32 as TFLite's legacy uint8 concatenation does
+    (:func:`.requant.rescale_fp32_params`)."""
+
+    scale: float
+    bias: float
+    out: OutputQuant
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,20 @@ gemmlowp and ruy compute; ``tensorflow/lite/kernels/internal/common.h`` and
   ("double rounding").
 * per-channel: ``q`` and ``shift`` are vectors indexed by the output channel.
 * a convolution / fully connected output is
-  ``clamp(MBQM(acc + bias, q, shift) + zp_out, act_min, act_max)`` with
-  ``real = double(s_in) * double(s_w[c]) / double(s_out)`` (all three are float32 in the
-  flatbuffer, promoted to double before multiplying, as ``PopulateConvolutionQuantizationParams``).
+  ``clamp(MBQM(acc + bias, q, shift) + zp_out, act_min, act_max)``. The multiplier comes from
+  one of two formulas (all scales are float32 in the flatbuffer), :func:`linear_multipliers`:
+
+  - ``real = double(s_in) * double(s_w[c]) / double(s_out)`` for int8 convolutions and depthwise
+    convolutions (per channel or per tensor, ``PopulateConvolutionQuantizationParams``);
+  - ``real = double(float32(s_in * s_w)) / double(s_out)``, the product rounded to float32
+    first, for uint8 convolutions and depthwise convolutions (their legacy scalar multiplier,
+    ``GetQuantizedConvolutionMultipler``). The two can give multipliers a few units apart, enough
+    to move values that lie near a rounding boundary by one (40 of 451,584 values of one layer of
+    a real uint8 MobileNet V2).
+
+  TFLite's reference FULLY_CONNECTED (every type, since LiteRT's reference kernel requantizes in
+  floating point) is instead ``round_half_away(double(acc) * real)`` with the double ``real``
+  above (:func:`fc_reference_scales`, :func:`requantize_f64_np`).
 
 ``"xnnpack"`` -- what the XNNPACK delegate (default in the TFLite interpreter for QS8/QU8
 conv, depthwise conv, fully connected) computes: *fp32 requantization*.  The scale is
@@ -91,6 +102,15 @@ __all__ = [
     "requantize_tir",
     "requantize_fp32_tir",
     "xnnpack_scale",
+    "linear_multipliers",
+    "fc_reference_scales",
+    "requantize_f64_np",
+    "requantize_f64_tir",
+    "rescale_fp32_params",
+    "xnnpack_convert_multiplier",
+    "xnnpack_convert_np",
+    "rescale_fp32_np",
+    "rescale_fp32_tir",
 ]
 
 # the two requantization modes described above (``tvmq-tune --requant``)
@@ -158,6 +178,37 @@ def multiply_by_quantized_multiplier(x, q, shift) -> np.ndarray:
     return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(xl, q), right)
 
 
+def linear_multipliers(s_in: float, s_w, s_out: float, float_product: bool) -> Tuple[np.ndarray, np.ndarray]:
+    """TFLite's ``(q, shift)`` of a convolution or fully connected layer, one per entry of ``s_w``:
+    ``s_in * s_w / s_out`` in double, or (``float_product``) with ``s_in * s_w`` rounded to float32
+    first, as TFLite's legacy scalar multiplier (see the module's docstring for which layers)."""
+    s_w = np.asarray(s_w, np.float32)
+    if float_product:
+        product = (np.float32(s_in) * s_w).astype(np.float64)
+    else:
+        product = np.float64(np.float32(s_in)) * s_w.astype(np.float64)
+    return quantize_multipliers(product / np.float64(np.float32(s_out)))
+
+
+def fc_reference_scales(s_in: float, s_w, s_out: float) -> np.ndarray:
+    """The double scale of TFLite's reference FULLY_CONNECTED, one per entry of ``s_w``:
+    ``double(s_in) * double(s_w) / double(s_out)`` (``reference/fully_connected.h``,
+    ``reference/integer_ops/fully_connected.h``: uint8, int8 per tensor and per channel)."""
+    s_w = np.asarray(s_w, np.float32).astype(np.float64)
+    return np.float64(np.float32(s_in)) * s_w / np.float64(np.float32(s_out))
+
+
+def requantize_f64_np(acc, scale, zp_out, qmin, qmax, out_dtype="uint8") -> np.ndarray:
+    """TFLite's reference fully connected requantization: ``clamp(int32(round(double(acc) *
+    scale)) + zp_out)``, ``round`` = C ``round`` (halves away from zero)."""
+    v = np.asarray(acc, np.int64).astype(np.float64) * np.asarray(scale, np.float64)
+    a = np.abs(v)
+    r = np.floor(a)
+    r = r + (a - r >= 0.5)  # exact: a - floor(a) has no rounding error
+    y = np.where(v < 0, -r, r).astype(np.int64) + int(zp_out)
+    return np.clip(y, qmin, qmax).astype(out_dtype)
+
+
 def requantize_np(acc, q, shift, zp_out, qmin, qmax, out_dtype="uint8") -> np.ndarray:
     """``clamp(MBQM(acc, q, shift) + zp_out, qmin, qmax)`` cast to ``out_dtype``."""
     y = multiply_by_quantized_multiplier(acc, q, shift).astype(np.int64) + int(zp_out)
@@ -186,6 +237,39 @@ def mean_multiplier(s_in: float, s_out: float, n: int) -> Tuple[int, int]:
     q, shift = quantize_multiplier(np.float64(np.float32(s_in)) / np.float64(np.float32(s_out)))
     sh = min(int(n).bit_length() - 1, 32, 31 + shift)
     return int((q << sh) // int(n)), int(shift - sh)
+
+
+def rescale_fp32_params(s_in: float, zp_in: int, s_out: float) -> Tuple[float, float]:
+    """TFLite's legacy uint8 CONCATENATION of an input whose quantization differs from the
+    output's (``reference_ops::ConcatenationWithScaling``), float32 throughout:
+    ``scale = s_in * (1 / s_out)`` and ``bias = -zp_in * scale``; returns ``(scale, bias)``."""
+    scale = np.float32(s_in) * (np.float32(1.0) / np.float32(s_out))
+    return float(scale), float(np.float32(-int(zp_in)) * scale)
+
+
+def rescale_fp32_np(x, scale: float, bias: float, zp_out: int, qmin: int, qmax: int, out_dtype="uint8") -> np.ndarray:
+    """``clamp(round_half_away(float32(x) * scale + bias) + zp_out)``, each float32 operation
+    rounded on its own (no fused multiply-add), as TFLite computes it."""
+    v = np.asarray(x, np.float32) * np.float32(scale)
+    v = (v + np.float32(bias)).astype(np.float64)
+    r = np.where(v >= 0, np.floor(v + 0.5), -np.floor(-v + 0.5)).astype(np.int64) + int(zp_out)
+    return np.clip(r, qmin, qmax).astype(out_dtype)
+
+
+def xnnpack_convert_multiplier(s_in: float, s_out: float):
+    """XNNPACK's QUANTIZE between two scales of one 8-bit type (``qs8-vcvt``/``qu8-vcvt``): the
+    multiplier ``lrintf(256 * (s_in / s_out))`` (float32, ties to even), or None where the delegate
+    leaves the op to TFLite (a ratio outside ``[1/256, 128]``)."""
+    ratio = np.float32(s_in) / np.float32(s_out)
+    if not (np.float32(1.0 / 256.0) <= ratio <= np.float32(128.0)):
+        return None
+    return int(np.rint(np.float32(256.0) * ratio))
+
+
+def xnnpack_convert_np(x, m: int, zp_in: int, zp_out: int, qmin: int, qmax: int, out_dtype="uint8") -> np.ndarray:
+    """XNNPACK's convert: ``clamp(((zp_out << 8) - m * zp_in + 128 + x * m) >> 8)`` (arithmetic shift)."""
+    acc = (int(zp_out) << 8) - int(m) * int(zp_in) + 0x80 + np.asarray(x, np.int64) * int(m)
+    return np.clip(acc >> 8, qmin, qmax).astype(out_dtype)
 
 
 # TFLite ADD (int8 / uint8): both inputs are brought to a common scale 2*max(s1, s2) with
@@ -300,6 +384,42 @@ def requantize_tir(acc, q, shift, zp_out: int, qmin: int, qmax: int, out_dtype: 
     tirx = _tir()
     y = mbqm_tir(acc, q, shift) + tirx.const(int(zp_out), "int32")
     y = tirx.max(tirx.min(y, tirx.const(int(qmax), "int32")), tirx.const(int(qmin), "int32"))
+    return y.astype(out_dtype)
+
+
+def rescale_fp32_tir(x, scale: float, bias: float, zp_out: int, qmin: int, qmax: int, out_dtype: str):
+    """:func:`rescale_fp32_np` as a PrimExpr. The float32 product and sum are formed in float64
+    (exact for an 8-bit ``x`` and a float32 ``scale``) and rounded to float32 by a cast after each
+    step, so that LLVM cannot contract them into a fused multiply-add that rounds once."""
+    tirx = _tir()
+    f32, f64 = "float32", "float64"
+    p = (x.astype(f64) * tirx.const(float(np.float32(scale)), f64)).astype(f32)
+    v = (p.astype(f64) + tirx.const(float(np.float32(bias)), f64)).astype(f32).astype(f64)
+    half = tirx.const(0.5, f64)
+    r = tirx.Select(v >= tirx.const(0.0, f64), tirx.floor(v + half), tirx.const(0.0, f64) - tirx.floor(half - v))
+    y = r.astype("int32") + tirx.const(int(zp_out), "int32")
+    y = tirx.max(tirx.min(y, tirx.const(int(qmax), "int32")), tirx.const(int(qmin), "int32"))
+    return y.astype(out_dtype)
+
+
+def requantize_f64_tir(acc, scale, zp_out: int, qmin: int, qmax: int, out_dtype: str):
+    """:func:`requantize_f64_np` as a PrimExpr (``scale``: a python float or a float64 element).
+    Rounds as C ``round`` without ``floor(v + 0.5)`` (which is off for a double just under .5):
+    ``r = floor(|v|)``, plus one where ``|v| - r >= 0.5``; clamped in double first, so the cast
+    cannot overflow (the bounds are integers, so clamping commutes with the rounding)."""
+    tirx = _tir()
+    f64 = "float64"
+    if isinstance(scale, float):
+        scale = tirx.const(scale, f64)
+    v = acc.astype(f64) * scale
+    lo = tirx.const(float(qmin - int(zp_out)), f64)
+    hi = tirx.const(float(qmax - int(zp_out)), f64)
+    v = tirx.max(tirx.min(v, hi), lo)
+    zero, one, half = (tirx.const(c, f64) for c in (0.0, 1.0, 0.5))
+    a = tirx.Select(v < zero, zero - v, v)
+    r = tirx.floor(a)
+    r = r + tirx.Select(a - r >= half, one, zero)
+    y = tirx.Select(v < zero, zero - r, r).astype("int32") + tirx.const(int(zp_out), "int32")
     return y.astype(out_dtype)
 
 

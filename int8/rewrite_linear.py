@@ -68,10 +68,18 @@ def conv2d(ctx: RewriteContext, f: relax.Call, out: OutputQuant, bias: Optional[
 
 @register_int8("relax.matmul", kind="dense", bias=True)
 def matmul(ctx: RewriteContext, f: relax.Call, out: OutputQuant, bias: Optional[np.ndarray] = None):
+    """A fully connected layer: ``(..., K) x (K, OC)``; leading dimensions (TFLite's keep_num_dims,
+    or a 4-D input the importer did not flatten) are folded into the rows and restored after."""
     x, xq = ctx.graph.deq_act(f.args[0])
     wq, ws, wz = _weights(ctx, f)
-    require(wq.ndim == 2 and len(shape_of(x)) == 2, "dense rank")
-    return _lower_linear(ctx, _layer(f, x, xq, (wq, ws, wz), bias, None), out)
+    require(wq.ndim == 2 and len(shape_of(x)) >= 2, "dense rank")
+    layer = _layer(f, x, xq, (wq, ws, wz), bias, None)
+    if len(shape_of(x)) == 2:
+        return _lower_linear(ctx, layer, out)
+    rows = int(np.prod(shape_of(x)[:-1]))
+    x_in = ctx.builder.emit(relax.op.reshape(ctx.remap(x), [rows, int(shape_of(x)[-1])]))
+    y = ctx.builder.emit(_lower_linear(ctx, layer, out, x_in=x_in, rows=rows))
+    return relax.op.reshape(y, [int(d) for d in shape_of(f)])
 
 
 def _weights(ctx: RewriteContext, f: relax.Call):
@@ -96,17 +104,18 @@ def _layer(f, x, xq: QuantParams, weights, bias, conv: Optional[ConvParams]) -> 
     return _Layer(f, x, xq, wq, w_scale, 0 if symmetric else int(w_zp[0]), symmetric, bias, conv)
 
 
-def _lower_linear(ctx: RewriteContext, layer: _Layer, out: OutputQuant):
+def _lower_linear(ctx: RewriteContext, layer: _Layer, out: OutputQuant, x_in=None, rows: Optional[int] = None):
     """The integer kernel of a conv / dense layer: on packed weights where the scheme has an
-    intrinsic for it, else the plain loops."""
-    epi, tensors = _requantization(ctx.mode, layer.xq.scale, layer.w_scale, out)
-    x_in = ctx.remap(layer.x)
+    intrinsic for it, else the plain loops. ``x_in``/``rows``: a dense layer's input already
+    flattened to ``(rows, K)``."""
+    epi, tensors = _requantization(ctx.mode, layer, out)
+    x_in = ctx.remap(layer.x) if x_in is None else x_in
     conv = layer.conv
     choice = None
     if ctx.scheme and (conv is None or conv.groups == 1):
         choice = dot.choose(ctx.scheme, layer.xq.dtype, layer.w, layer.w_zp)
     if choice is not None:
-        return _lower_dot(ctx, layer, x_in, epi, tensors, choice)
+        return _lower_dot(ctx, layer, x_in, epi, tensors, choice, rows)
     wsum = layer.w.astype(np.int64).reshape(-1, layer.oc).sum(axis=0)
     bias_eff = layer.bias - layer.xq.zero_point * wsum if layer.symmetric else layer.bias
     require(np.all(np.abs(bias_eff) < 2**31), "bias overflow")
@@ -119,9 +128,10 @@ def _lower_linear(ctx: RewriteContext, layer: _Layer, out: OutputQuant):
                        params=params, epi=epi, name=name)
 
 
-def _lower_dot(ctx: RewriteContext, layer: _Layer, x_in, epi: Requantization, tensors, choice: dot.DotChoice):
+def _lower_dot(ctx: RewriteContext, layer: _Layer, x_in, epi: Requantization, tensors, choice: dot.DotChoice,
+               rows: Optional[int] = None):
     """Conv / dense as a dot product on packed weights, tensorizable with ``choice.intrin``
-    (see :mod:`.dot` for the algebra)."""
+    (see :mod:`.dot` for the algebra); ``rows``: a dense input flattened to ``(rows, K)``."""
     wq, zp_x, oc, conv = layer.w, layer.xq.zero_point, layer.oc, layer.conv
     packed, bsum = dot.pack(choice, wq)
     if choice.zero_points:
@@ -135,8 +145,9 @@ def _lower_dot(ctx: RewriteContext, layer: _Layer, x_in, epi: Requantization, te
     ctx.intrinsics[choice.intrin] += 1
     for skipped in choice.skipped:
         ctx.intrinsics[f"{skipped} (could saturate)"] += 1
+    out_lead = (rows,) if rows is not None else tuple(shape_of(layer.call)[:-1])
     params = DotParams(zp_x, choice.cw, choice.lanes, choice.layout, choice.intrin, oc,
-                       tuple(int(d) for d in wq.shape[:-2]), tuple(shape_of(layer.call)[:-1]), conv=conv)
+                       tuple(int(d) for d in wq.shape[:-2]), out_lead, conv=conv)
     extra = []
     if choice.cw:
         te_fn = conv_window_sum_te if conv is not None else dense_window_sum_te
@@ -144,7 +155,7 @@ def _lower_dot(ctx: RewriteContext, layer: _Layer, x_in, epi: Requantization, te
     elif choice.zero_points:
         extra += [relax.const(np.array([zp_x], np.int32)), relax.const(np.array([layer.w_zp], np.int32))]
     params = replace(params, n_extra=len(extra))
-    x_shape = shape_of(layer.call.args[0])
+    x_shape = shape_of(layer.call.args[0]) if rows is None else (rows, int(wq.shape[0]))
     if choice.layout != "row" and x_shape[-1] % 4 == 0 and not (conv is not None and any(conv.padding)):
         # the (..., C/4, 2, 2) view the intrinsic reads, as a free reshape
         x_in = ctx.builder.emit(relax.op.reshape(x_in, [*x_shape[:-1], x_shape[-1] // 4, 2, 2]))
@@ -153,8 +164,15 @@ def _lower_dot(ctx: RewriteContext, layer: _Layer, x_in, epi: Requantization, te
     return ctx.call_te(te_fn, *args, params=params, epi=epi, name=name)
 
 
-def _requantization(mode: str, s_x: float, w_scale: np.ndarray, out: OutputQuant):
+def _float_product(layer: _Layer) -> bool:
+    """Whether TFLite rounds ``s_in * s_w`` to float32 before the multiplier of this convolution:
+    uint8 ones (their legacy scalar multiplier, :func:`.requant.linear_multipliers`)."""
+    return layer.xq.dtype == "uint8"
+
+
+def _requantization(mode: str, layer: _Layer, out: OutputQuant):
     """The epilogue's parameters: static python values, or (per channel) constant vectors."""
+    s_x, w_scale = layer.xq.scale, layer.w_scale
     static = dict(mode=mode, zero_point=out.zero_point, qmin=out.qmin, qmax=out.qmax, dtype=out.dtype)
     tensors = []
     if mode == "xnnpack":
@@ -163,9 +181,17 @@ def _requantization(mode: str, s_x: float, w_scale: np.ndarray, out: OutputQuant
             static["scale"] = float(sc[0])
         else:
             tensors.append(relax.const(sc))
+    elif layer.conv is None:
+        # TFLite's reference FULLY_CONNECTED requantizes in double (all types, since LiteRT's
+        # "Make the fully_connected ref kernel do requant in float", April 2025)
+        real = rq.fc_reference_scales(s_x, w_scale, out.scale)
+        static["mode"] = "float64"
+        if np.all(real == real[0]):
+            static["scale"] = float(real[0])
+        else:
+            tensors.append(relax.const(real))
     else:
-        real = np.float64(s_x) * w_scale.astype(np.float64) / np.float64(out.scale)
-        q, sh = rq.quantize_multipliers(real)
+        q, sh = rq.linear_multipliers(s_x, w_scale, out.scale, _float_product(layer))
         if np.all(q == q[0]) and np.all(sh == sh[0]):
             static["q"], static["shift"] = int(q[0]), int(sh[0])
         else:

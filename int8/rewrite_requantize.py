@@ -7,8 +7,8 @@ import numpy as np
 from tvm import relax
 
 from . import requant as rq
-from .kernels_elementwise import requantize_te
-from .params import INT_RANGES, OutputQuant, QuantParams, RequantParams
+from .kernels_elementwise import requantize_te, rescale_te
+from .params import INT_RANGES, OutputQuant, QuantParams, RequantParams, RescaleParams
 from .patterns import RewriteContext, register_int8, require
 
 __all__ = ["concat", "dequantize"]
@@ -16,13 +16,18 @@ __all__ = ["concat", "dequantize"]
 
 def _requantize(ctx: RewriteContext, x, xq: QuantParams, out: OutputQuant, identity: bool):
     q, sh = rq.quantize_multiplier(np.float64(xq.scale) / np.float64(out.scale))
-    params = RequantParams(xq.zero_point, q, sh, out, identity)
+    xnn = None
+    if ctx.mode == "xnnpack" and not identity and xq.dtype == out.dtype:
+        xnn = rq.xnnpack_convert_multiplier(xq.scale, out.scale)
+    params = RequantParams(xq.zero_point, q, sh, out, identity, xnn)
     return ctx.call_te(requantize_te, ctx.remap(x), p=params, name="int8_requantize")
 
 
 @register_int8("relax.dequantize", kind="requantize")
 def dequantize(ctx: RewriteContext, deq: relax.Call, out: OutputQuant):
-    """Requantize: TFLite's fixed-point multiplier, or only the zero point when the scales agree."""
+    """Requantize: TFLite's fixed-point multiplier, or only the zero point when the scales agree;
+    with ``mode="xnnpack"``, between two scales of one type, XNNPACK's 8-bit convert (the delegate
+    takes those)."""
     x, xq = ctx.graph.deq_act(deq)
     return _requantize(ctx, x, xq, out, identity=(xq.scale == out.scale))
 
@@ -30,8 +35,8 @@ def dequantize(ctx: RewriteContext, deq: relax.Call, out: OutputQuant):
 @register_int8("relax.concat")
 def concat(ctx: RewriteContext, f: relax.Call, out: OutputQuant):
     """Inputs with the output's quantization are copied (the int8 TFLite spec requires that);
-    others are requantized with the fixed-point multiplier (TFLite's legacy uint8 kernel
-    rescales those in float, so they may differ by one unit; not tested)."""
+    others (uint8 models only) are rescaled in float32 as TFLite's legacy
+    ``ConcatenationWithScaling`` does, which XNNPACK leaves to TFLite (:func:`.requant.rescale_fp32_np`)."""
     tup = ctx.graph.val(f.args[0])
     require(isinstance(tup, relax.Tuple), "concat tuple")
     full = OutputQuant(out.scale, out.zero_point, out.dtype, *INT_RANGES[out.dtype])
@@ -41,7 +46,9 @@ def concat(ctx: RewriteContext, f: relax.Call, out: OutputQuant):
         if xq.scale == out.scale and xq.zero_point == out.zero_point and xq.dtype == out.dtype:
             parts.append(ctx.remap(x))
         else:
-            parts.append(ctx.builder.emit(_requantize(ctx, x, xq, full, identity=False)))
+            scale, bias = rq.rescale_fp32_params(xq.scale, xq.zero_point, out.scale)
+            parts.append(ctx.builder.emit(ctx.call_te(rescale_te, ctx.remap(x), p=RescaleParams(scale, bias, full),
+                                                      name="int8_rescale")))
     y = ctx.builder.emit(relax.op.concat(parts, axis=int(f.attrs.axis)))
     if not out.full_range:
         return relax.op.clip(y, float(out.qmin), float(out.qmax))

@@ -1,8 +1,13 @@
 """The TFLite reference interpreter: LiteRT (``ai-edge-litert``) where it imports, ``tf.lite`` otherwise.
 
-It runs with XNNPACK as TFLite ships it (the default delegate) and the given thread count,
-both for verification and for the side-by-side benchmark. :func:`litert_refusal` first proves,
-in a child process, that LiteRT can build and allocate the model without dying.
+A :class:`Reference` runs one of three sets of kernels (:data:`KERNELS`): ``xnnpack``, TFLite as it
+ships (the XNNPACK delegate by default, TFLite's builtin kernels for the ops XNNPACK does not
+take), which is what the side-by-side benchmark measures; ``reference``, TFLite's reference
+kernels (``BUILTIN_REF``), the plain C++ that defines TFLite's integer arithmetic; and
+``builtin``, TFLite's optimized builtin kernels without a delegate. Verification picks the set a
+build promises to match (:func:`tvmq.report.verify.verification_policy`).
+:func:`litert_refusal` first proves, in a child process, that LiteRT can build and allocate the
+model without dying.
 """
 
 from __future__ import annotations
@@ -24,6 +29,25 @@ from .loader import LoadedModel
 ALLOCATE_TIMEOUT_S = 120.0
 BUILD, ALLOCATE = "build", "allocate_tensors"  # the phases of the check, as the child names them
 _CHILD = "import sys; from tvmq.model.reference import _check_child; _check_child(sys.argv[1] == 'allocate')"
+
+
+#: the kernel sets a :class:`Reference` can run: (LiteRT's ``OpResolverType`` name, how reports name it)
+KERNELS = {
+    "xnnpack": ("AUTO", "XNNPACK delegate (TFLite's default)"),
+    "reference": ("BUILTIN_REF", "reference kernels (BUILTIN_REF)"),
+    "builtin": ("BUILTIN_WITHOUT_DEFAULT_DELEGATES", "optimized builtin kernels, no delegate"),
+}
+
+
+def _resolver(kernels: str):
+    """The ``experimental_op_resolver_type`` of a kernel set, from LiteRT (or tf.lite)."""
+    try:
+        from ai_edge_litert.interpreter import OpResolverType
+    except ImportError:
+        import tensorflow as tf
+
+        OpResolverType = tf.lite.experimental.OpResolverType
+    return getattr(OpResolverType, KERNELS[kernels][0])
 
 
 def interpreter_class():
@@ -125,14 +149,20 @@ def _signal_name(number: int) -> str:
 
 
 class Reference:
-    """A TFLite interpreter over one model."""
+    """A TFLite interpreter over one model, running the kernel set ``kernels`` (:data:`KERNELS`).
+    ``content``: other flatbuffer bytes to run instead of the model's (a cut of it)."""
 
-    def __init__(self, loaded: LoadedModel, num_threads: int):
-        cls, self.name = interpreter_class()
+    def __init__(self, loaded: LoadedModel, num_threads: int, kernels: str = "xnnpack", content: bytes | None = None):
+        if kernels not in KERNELS:
+            raise ValueError(f"kernels must be one of {', '.join(KERNELS)}, got {kernels!r}")
+        cls, self.interpreter = interpreter_class()
+        self.kernels = kernels
+        self.name = f"{self.interpreter}, {KERNELS[kernels][1]}"
         self.num_threads = num_threads
         phase = BUILD
         try:  # load_model proved that this does not crash; LiteRT may still refuse with these threads
-            self._it = cls(model_content=loaded.content, num_threads=num_threads)
+            self._it = cls(model_content=loaded.content if content is None else content, num_threads=num_threads,
+                           experimental_op_resolver_type=_resolver(kernels))
             phase = ALLOCATE
             self._it.allocate_tensors()
         except (RuntimeError, ValueError) as err:
@@ -148,6 +178,15 @@ class Reference:
         self._set(arrays)
         self._it.invoke()
         return [np.array(self._it.get_tensor(d["index"])) for d in self._outputs]
+
+    def tensor(self, index: int) -> np.ndarray:
+        """A copy of tensor ``index`` after the last ``run`` (a graph output, or any tensor of a
+        model cut so that it is one)."""
+        return np.array(self._it.get_tensor(index))
+
+    @property
+    def output_indices(self) -> list[int]:
+        return [int(d["index"]) for d in self._outputs]
 
     def invoke(self) -> None:
         """One inference on the inputs the last ``run``/``benchmark`` set (nothing copied)."""

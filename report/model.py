@@ -105,6 +105,8 @@ class Report:
     transforms: Transforms
     verdict: str | None = None  # "pass", "fail" or "built"
     images: list[ImageVerdict] = field(default_factory=list)
+    verification: dict | None = None  # tvmq.stages.Verification.to_dict(): reference kernels, policy, failures
+    mismatch: object | None = None  # tvmq.report.mismatch.Mismatch (--explain-mismatch)
     latencies: Latencies | None = None
     tuning: object | None = None  # tvmq.tuner.tune.TuningResult (kept untyped: no TVM import here)
     artifact: ArtifactSection | None = None
@@ -126,9 +128,12 @@ class Report:
             "transforms": self.transforms.to_dict(),
             "verdict": self.verdict,
             "images": [v.to_dict() for v in self.images],
+            "verification": self.verification or {},
             "latency_ms": self.latencies.to_dict() if self.latencies else {},
             "timings_s": self.timings_s,
         }
+        if self.mismatch is not None:
+            d["mismatch"] = self.mismatch.to_dict()
         if self.tuning is not None:
             d["tuning"] = self.tuning.to_dict()
         if self.artifact is not None:

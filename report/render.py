@@ -61,8 +61,17 @@ def _worst(img: ImageVerdict) -> tuple[float, float]:
             min((o.identical_share for o in img.outputs), default=1))
 
 
+def _reference_text(report: Report) -> str:
+    """The kernels the build was compared with, and how closely."""
+    v = report.verification or {}
+    if not v:
+        return report.reference_name
+    how = "every value equal" if v.get("exact") else f"tolerance {v.get('tolerance', 0):g}"
+    return f"{v.get('reference', report.reference_name)} ({how})"
+
+
 def verification_table(report: Report) -> Table:
-    table = Table(title=f"Verification against {report.reference_name}: {report.verdict.upper()}",
+    table = Table(title=f"Verification against {_reference_text(report)}: {report.verdict.upper()}",
                   title_justify="left")
     for col in ("input", "TVM top-5", "TFLite top-5", "top-5", "max |diff|", "identical"):
         table.add_column(col)
@@ -106,6 +115,11 @@ def ratio_lines(report: Report) -> list[str]:
 def print_report(report: Report, console: Console) -> None:
     if report.images:
         console.print(verification_table(report))
+        failures = (report.verification or {}).get("failures", [])
+        for line in failures:
+            console.print(f"[red]differs:[/] {line}")
+        if failures and report.mismatch is None:
+            console.print("to find the first tensor where they part: run again with --explain-mismatch")
     if report.latencies:
         console.print(latency_table(report))
         for line in ratio_lines(report):
@@ -131,6 +145,13 @@ def to_markdown(report: Report) -> str:
             diff, same = _worst(img)
             lines.append(f"| {img.image} | {_top5_text(img.tvm_top5)} | {_top5_text(img.tflite_top5)} | "
                          f"{_match_text(img, rich=False)} | {diff:g} | {same * 100:.1f}% |")
+        lines += ["", f"Compared with {_reference_text(report)}."]
+        why = (report.verification or {}).get("why")
+        if why:
+            lines[-1] += f" Why: {why}."
+        lines += [f"- differs: {line}" for line in (report.verification or {}).get("failures", [])]
+        if report.mismatch is not None:
+            lines += ["", "### Tensor by tensor (--explain-mismatch)", ""] + [f"- {ln}" for ln in report.mismatch.lines()]
         lines.append("")
     if report.latencies:
         lines += ["## Latency (ms)", "", "| engine | median | mean | std | min | max | runs |", "|---|---|---|---|---|---|---|"]

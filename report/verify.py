@@ -1,5 +1,13 @@
 """Verification of TVM's outputs against the TFLite reference.
 
+Which TFLite kernels a build is compared with, and how closely, is the build's promise
+(:func:`verification_policy`): an integer build with ``--requant tflite`` computes what TFLite's
+reference kernels compute and is compared with them (``BUILTIN_REF``); one with ``--requant xnnpack``
+computes what the XNNPACK delegate computes and is compared with TFLite as it ships. Both are
+exact: every value of every output must be equal, a classifier included. The QDQ float graph
+promises neither; it is compared with TFLite as it ships, within ``--tolerance`` units (default
+2), and a classifier passes on its top-5.
+
 Classification outputs (one output of shape ``[1, N]`` or ``[N]``) are compared by their top-5
 with ties handled honestly: classes with equal scores are interchangeable, on either side.
 The rankings agree when, position by position, the class TVM ranks there can also be ranked
@@ -15,6 +23,37 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 TOP_K = 5
+DEFAULT_TOLERANCE = 2.0  # quantized units, for the QDQ float graph
+
+
+@dataclass(frozen=True)
+class VerificationPolicy:
+    """What a build is compared with: the TFLite kernel set (:data:`tvmq.model.reference.KERNELS`),
+    whether every value must be equal, and the tolerance otherwise; ``why`` says it in words."""
+
+    kernels: str
+    exact: bool
+    tolerance: float
+    why: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def verification_policy(int8: bool, requant: str, tolerance: float | None = None) -> VerificationPolicy:
+    """The policy of a build (see the module's docstring). ``tolerance``: the user's, which makes
+    even an exact mode allow that many units (and says so); None: the mode's own."""
+    if int8 and requant == "tflite":
+        kernels, why = "reference", "--requant tflite computes TFLite's reference integer arithmetic"
+    elif int8:
+        kernels, why = "xnnpack", "--requant xnnpack computes what the XNNPACK delegate computes"
+    else:
+        return VerificationPolicy("xnnpack", False, DEFAULT_TOLERANCE if tolerance is None else float(tolerance),
+                                  "the QDQ float graph is compared with TFLite as it ships, within a tolerance")
+    if tolerance is None or tolerance == 0:
+        return VerificationPolicy(kernels, True, 0.0, why + ": every value must be equal")
+    return VerificationPolicy(kernels, False, float(tolerance), why + f", within --tolerance {tolerance:g}")
+
 
 
 @dataclass
@@ -36,12 +75,26 @@ class ImageVerdict:
     top1_match: bool | None = None
     top5_match: bool | None = None
     outputs: list[OutputComparison] = field(default_factory=list)
+    exact: bool = False  # every value of every output must be equal (top-5 alone does not pass)
 
     @property
     def passed(self) -> bool:
+        if self.exact:
+            return all(o.max_abs_diff == 0 for o in self.outputs)
         if self.top5_match is not None:
             return bool(self.top5_match)
         return all(o.within_tolerance for o in self.outputs)
+
+    def failures(self) -> list[str]:
+        """One line per output that fails: its name, largest difference and identical share."""
+        if self.passed:
+            return []
+        bad = [o for o in self.outputs if (o.max_abs_diff != 0 if self.exact else not o.within_tolerance)]
+        lines = [f"{self.image}: output {o.name!r} {o.shape} differs by up to {o.max_abs_diff:g} "
+                 f"({o.identical_share * 100:.1f}% identical)" for o in bad]
+        if not self.exact and self.top5_match is False:
+            lines.append(f"{self.image}: the top-5 classes differ")
+        return lines or [f"{self.image}: differs"]
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -104,11 +157,13 @@ def compare_outputs(
     ref_outputs: list[np.ndarray],
     names: list[str],
     labels: list[str] | None = None,
-    tolerance: float = 2.0,
+    tolerance: float = DEFAULT_TOLERANCE,
+    exact: bool = False,
 ) -> ImageVerdict:
     """Compare one input's outputs. ``tolerance`` is in quantized units (integer outputs) or
-    relative to the largest reference magnitude (float outputs)."""
-    verdict = ImageVerdict(image=image)
+    relative to the largest reference magnitude (float outputs); ``exact``: every value must be
+    equal, whatever the top-5 says."""
+    verdict = ImageVerdict(image=image, exact=exact)
     if len(tvm_outputs) != len(ref_outputs):
         raise ValueError(f"TVM gave {len(tvm_outputs)} outputs, TFLite {len(ref_outputs)}")
     for i, (t, r) in enumerate(zip(tvm_outputs, ref_outputs)):

@@ -71,7 +71,7 @@ def main() -> int:
     (sample,) = make_inputs(inspect_model(loaded), None, seed=0)
     ref = Reference(loaded, args.threads)
     ref.run(sample.arrays)
-    engines = {f"TFLite ({ref.name}, XNNPACK)": ref.invoke}  # run() above set the input
+    engines = {f"TFLite ({ref.interpreter}, XNNPACK)": ref.invoke}  # run() above set the input
     for lib in args.libraries:
         art = load(Path(lib))
         vm, inputs = art.runnable.vm, input_tensors(sample.arrays)

@@ -85,7 +85,7 @@ def main() -> int:
         tvm.get_global_func("runtime.config_threadpool")(0, int(threads))
         ref = Reference(loaded, threads)
         ref.run([sample])
-        engines = {f"TFLite ({ref.name}, XNNPACK)": ref.invoke}  # run() above set the input
+        engines = {f"TFLite ({ref.interpreter}, XNNPACK)": ref.invoke}  # run() above set the input
         for name, art in arts.items():
             vm, inputs = art.runnable.vm, input_tensors([sample])
             engines[name] = lambda vm=vm, inputs=inputs: vm["main"](*inputs)

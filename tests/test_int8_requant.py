@@ -158,3 +158,42 @@ def test_tir_rounding_steps_match_gemmlowp_on_ties():
     np.testing.assert_array_equal(out[0].numpy(), rq.rounding_divide_by_pot(x, e))
     np.testing.assert_array_equal(out[1].numpy(),
                                   rq.rounding_divide_by_pot(rq.saturating_rounding_doubling_high_mul(x, q), e))
+
+
+def test_linear_multipliers_follow_tflites_two_formulas():
+    """TFLite's legacy multiplier rounds ``s_in * s_w`` to float32 before dividing: on the layer of
+    a real uint8 MobileNet V2 where that matters the two multipliers differ, and 40 of its 451,584
+    values with them (found with --explain-mismatch)."""
+    s_in, s_w, s_out = 0.22163663804531097, 0.0029766527004539967, 0.023528477177023888
+    exact = rq.linear_multipliers(s_in, [s_w], s_out, float_product=False)
+    legacy = rq.linear_multipliers(s_in, [s_w], s_out, float_product=True)
+    assert legacy[0][0] != exact[0][0] and legacy[1][0] == exact[1][0]
+    assert legacy == rq.quantize_multipliers([float(np.float32(s_in) * np.float32(s_w)) / float(np.float32(s_out))])
+    # on the value that showed it, the two round to neighbours
+    acc = np.int32(3120)
+    assert rq.multiply_by_quantized_multiplier(acc, legacy[0][0], legacy[1][0]) == 87
+    assert rq.multiply_by_quantized_multiplier(acc, exact[0][0], exact[1][0]) == 88
+
+
+def test_tir_rescale_fp32_matches_numpy():
+    """TFLite's float32 concatenation rescale: no fused multiply-add, std::round (ties away)."""
+    import tvm
+
+    x = np.arange(256, dtype=np.int32)
+    for s_in, zp_in, s_out in ((0.05, 128, 0.1), (0.0235, 3, 0.047), (0.3, 200, 0.07), (0.02, 17, 0.04)):
+        scale, bias = rq.rescale_fp32_params(s_in, zp_in, s_out)
+        lib = _build(lambda v, i: rq.rescale_fp32_tir(v, scale, bias, 9, 0, 255, "uint8").astype("int32"), x.size)
+        y = tvm.runtime.tensor(np.zeros_like(x))
+        lib["main"](tvm.runtime.tensor(x), y)
+        np.testing.assert_array_equal(y.numpy(), rq.rescale_fp32_np(x, scale, bias, 9, 0, 255).astype(np.int32))
+    # s_in / s_out = 1/2, zp 128: x = 129 lands on +0.5 and x = 127 on -0.5, both rounded away from zero
+    scale, bias = rq.rescale_fp32_params(0.05, 128, 0.1)
+    assert list(rq.rescale_fp32_np([127, 129], scale, bias, 100, 0, 255)) == [99, 101]
+
+
+def test_xnnpack_convert_multiplier_and_range():
+    assert rq.xnnpack_convert_multiplier(0.0124224, 0.0352094) == 90
+    assert rq.xnnpack_convert_multiplier(1.0, 1000.0) is None  # below 1/256: XNNPACK leaves it to TFLite
+    assert rq.xnnpack_convert_multiplier(1000.0, 1.0) is None
+    y = rq.xnnpack_convert_np(np.arange(256), 90, 0, 0, 0, 255)
+    assert y[0] == 0 and y[255] == (255 * 90 + 128) >> 8

@@ -90,7 +90,10 @@ class CodegenOptions:
 @dataclass(frozen=True)
 class MeasurementOptions:
     repeat: int = 30  # benchmark runs of each engine
-    tolerance: float = 2.0  # quantized units allowed on non-classification outputs
+    # quantized units allowed; None: the build's own (0 for --int8, 2 for the QDQ float graph;
+    # tvmq.report.verify.verification_policy)
+    tolerance: float | None = None
+    explain_mismatch: bool = False  # compare every tensor with TFLite and name the first that differs
 
 
 @dataclass(frozen=True)
@@ -151,6 +154,9 @@ class RunOptions:
             raise UsageError("--build-only tunes nothing: drop --trials, or tune on the device with --rpc-tracker")
         if bool(t.rpc_tracker) != bool(t.rpc_key):
             raise UsageError("--rpc-tracker and --rpc-key go together")
+        if self.measurement.explain_mismatch and (t.build_only or t.rpc_tracker):
+            raise UsageError("--explain-mismatch runs every tensor of the model on this host: it cannot go with "
+                             f"{'--build-only' if t.build_only else '--rpc-tracker'}")
         if c.requant != "tflite" and not c.int8:
             raise UsageError("--requant chooses how --int8 kernels requantize: add --int8 (the QDQ float graph "
                              "has no integer requantization to choose)")

@@ -18,8 +18,8 @@ from tvmq.errors import OutputError
 from tvmq.options import RunOptions
 from tvmq.redact import redact_text
 from tvmq.report.model import Report
-from tvmq.stages import (Outputs, Steps, benchmark, benchmark_untuned, build, export, inputs, load, lower,
-                         open_records, outputs, plan, prepare, runnable, tune, verify)
+from tvmq.stages import (Outputs, Steps, benchmark, benchmark_untuned, build, explain, export, inputs, load, lower,
+                         open_records, outputs, plan, prepare, runnable, tune, verification_reference, verify)
 
 
 def default_out_dir(model_name: str, target_name: str) -> Path:
@@ -58,12 +58,20 @@ def run(opts: RunOptions, console: Console | None = None) -> Report:
         return _finish(report, "built", paths, steps)
 
     from tvmq.model import Reference
+    from tvmq.report.verify import verification_policy
 
     built = runnable(executable, Path(report.artifact.path), where)
     reference = Reference(model, num_threads=plan_.threads)
-    report.versions = _versions(reference.name)
-    verification = verify(built, reference, feed, opts.measurement, steps)
+    report.versions = _versions(reference.interpreter)
+    policy = verification_policy(opts.codegen.int8, opts.codegen.requant, opts.measurement.tolerance)
+    checker = verification_reference(model, policy, plan_.threads, reference)
+    verification = verify(built, checker, feed, policy, steps)
     report.images = verification.images
+    report.verification = verification.to_dict()
+    if opts.measurement.explain_mismatch:
+        failing = next((v.image for v in verification.images if not v.passed), None)
+        report.mismatch = explain(prepared, plan_.target, view, "design-space-dots" if view is not None else "naive", checker,
+                                  feed, policy, steps, failing=failing)
     arrays = feed.samples[0].arrays
     report.latencies = benchmark(built, reference, arrays, opts.measurement, steps)
     if view is not None:

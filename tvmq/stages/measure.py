@@ -9,7 +9,7 @@ from pathlib import Path
 from tvmq.options import MeasurementOptions, TargetOptions
 from tvmq.report.model import Latencies
 from tvmq.report.stats import LatencyStats
-from tvmq.report.verify import ImageVerdict
+from tvmq.report.verify import ImageVerdict, VerificationPolicy
 
 from .source import Inputs
 from .steps import Steps
@@ -30,22 +30,44 @@ def runnable(executable, lib: Path | None, where: TargetOptions):
 @dataclass(frozen=True)
 class Verification:
     images: list[ImageVerdict]
+    policy: VerificationPolicy
+    reference: str  # the interpreter and kernels compared with, in words
 
     @property
     def verdict(self) -> str:
         return "pass" if all(v.passed for v in self.images) else "fail"
 
+    def failures(self) -> list[str]:
+        return [line for img in self.images for line in img.failures()]
 
-def verify(build, reference, feed: Inputs, measurement: MeasurementOptions, steps: Steps) -> Verification:
-    """Every input through the build and through the reference; each compared output by output."""
+    def to_dict(self) -> dict:
+        return {"reference": self.reference, **self.policy.to_dict(), "failures": self.failures()}
+
+
+def verification_reference(model, policy: VerificationPolicy, threads: int, benchmarked):
+    """The interpreter a build is verified against: ``benchmarked`` (TFLite as it ships) when the
+    policy asks for the XNNPACK kernels, else one running the kernels it names."""
+    from tvmq.model import Reference
+
+    return benchmarked if policy.kernels == benchmarked.kernels else Reference(model, threads, kernels=policy.kernels)
+
+
+def verify(build, reference, feed: Inputs, policy: VerificationPolicy, steps: Steps) -> Verification:
+    """Every input through the build and through the reference; each compared output by output as
+    ``policy`` says (:func:`tvmq.report.verify.verification_policy`)."""
     from tvmq.report.verify import compare_outputs
 
     images = []
-    with steps.step("verify", f"verify {len(feed.samples)} input(s) against {reference.name}"):
+    how = "every value equal" if policy.exact else f"tolerance {policy.tolerance:g}"
+    with steps.step("verify", f"verify {len(feed.samples)} input(s) against {reference.name} ({how})"):
         for sample in feed.samples:
             images.append(compare_outputs(sample.name, build.run(sample.arrays), reference.run(sample.arrays),
-                                          feed.output_names, labels=feed.labels, tolerance=measurement.tolerance))
-    return Verification(images)
+                                          feed.output_names, labels=feed.labels, tolerance=policy.tolerance,
+                                          exact=policy.exact))
+    verification = Verification(images, policy, reference.name)
+    for line in verification.failures():
+        steps.print(f"[red]verification:[/] {line}")
+    return verification
 
 
 def benchmark(build, reference, arrays, measurement: MeasurementOptions, steps: Steps) -> Latencies:
@@ -62,4 +84,4 @@ def benchmark_untuned(build, arrays, measurement: MeasurementOptions) -> Latency
     return LatencyStats.from_seconds(build.benchmark(arrays, repeat=max(3, measurement.repeat // 3)))
 
 
-__all__ = ["Verification", "benchmark", "benchmark_untuned", "runnable", "verify"]
+__all__ = ["Verification", "benchmark", "benchmark_untuned", "runnable", "verification_reference", "verify"]

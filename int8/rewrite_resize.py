@@ -1,0 +1,146 @@
+"""Integer rewrite of RESIZE_BILINEAR on uint8 tensors: the importer's
+``quantize(resize2d(dequantize(x)))`` with one quantization on both sides becomes
+
+* ``--requant tflite``: TFLite's reference uint8 kernel, which interpolates the 8-bit values
+  themselves in float32 and truncates ``value + 0.5`` (:func:`resize_bilinear_te`);
+* ``--requant xnnpack``: XNNPACK's ``u8-ibilinear``, on weights rounded to 11 bits
+  (:func:`resize_bilinear_xnn_te`).
+
+int8 resizes stay on the QDQ float path (TFLite's int8 reference kernel is another, all-integer,
+algorithm)."""
+
+from __future__ import annotations
+
+import numpy as np
+from tvm import relax, te, tirx
+
+from .params import OutputQuant
+from .patterns import RewriteContext, register_int8, require, shape_of
+
+__all__ = ["resize2d", "resize_bilinear_te", "resize_bilinear_np", "resize_bilinear_xnn_te"]
+
+_MODES = ("align_corners", "half_pixel", "asymmetric")
+
+
+def _scale(n_in: int, n_out: int, mode: str) -> float:
+    """TFLite's float32 step between output and input coordinates."""
+    if mode == "align_corners" and n_out > 1:
+        return float(np.float32(n_in - 1) / np.float32(n_out - 1))
+    return float(np.float32(n_in) / np.float32(n_out))
+
+
+@register_int8("relax.image.resize2d", kind="resize_bilinear")
+def resize2d(ctx: RewriteContext, f: relax.Call, out: OutputQuant):
+    at = f.attrs
+    require(str(at.method) == "linear" and str(at.layout) == "NHWC", "resize method")
+    mode = str(at.coordinate_transformation_mode)
+    require(mode in _MODES, f"resize mode {mode}")
+    x, xq = ctx.graph.deq_act(f.args[0])
+    require(xq.dtype == "uint8" and out.dtype == "uint8", "int8 resize (TFLite's integer kernel)")
+    require(xq.scale == out.scale and xq.zero_point == out.zero_point and out.full_range, "resize requantizes")
+    n, h, w, c = shape_of(x)
+    _, oh, ow, _ = shape_of(f)
+    te_fn = resize_bilinear_te if ctx.mode == "tflite" else resize_bilinear_xnn_te
+    return ctx.call_te(te_fn, ctx.remap(x), size=(int(oh), int(ow)), mode=mode, name="uint8_resize_bilinear")
+
+
+def _coord(o, scale: float, mode: str, n_in: int):
+    """``(frac, lo, hi)``: TFLite's ``ComputeInterpolationValues`` in float32 (``scaled`` as a
+    float32 PrimExpr)."""
+    f32 = "float32"
+    s = tirx.const(scale, f32)
+    if mode == "half_pixel":
+        v = (o.astype(f32) + tirx.const(0.5, f32)) * s - tirx.const(0.5, f32)
+    else:
+        v = o.astype(f32) * s
+    lo = tirx.max(tirx.floor(v).astype("int32"), 0)
+    hi = tirx.min(tirx.ceil(v).astype("int32"), n_in - 1)
+    return v - lo.astype(f32), lo, hi
+
+
+def _round32(e):
+    """``e`` rounded to float32 through float64 so that LLVM cannot fuse it into a multiply-add."""
+    return e.astype("float64").astype("float32")
+
+
+def resize_bilinear_te(x, size, mode: str):
+    """TFLite's ``reference_ops::ResizeBilinear<uint8_t>``: per output pixel, float32
+    ``v00*(1-dy)*(1-dx) + v10*dy*(1-dx) + v01*(1-dy)*dx + v11*dy*dx + 0.5`` summed left to right,
+    each product and sum rounded to float32 on its own, then truncated to uint8."""
+    n, h, w, c = (int(d) for d in x.shape)
+    oh, ow = size
+    sy, sx = _scale(h, oh, mode), _scale(w, ow, mode)
+    one = tirx.const(1.0, "float32")
+
+    def f(b, i, j, k):
+        dy, y0, y1 = _coord(i, sy, mode, h)
+        dx, x0, x1 = _coord(j, sx, mode, w)
+        terms = [(x[b, y0, x0, k], one - dy, one - dx), (x[b, y1, x0, k], dy, one - dx),
+                 (x[b, y0, x1, k], one - dy, dx), (x[b, y1, x1, k], dy, dx)]
+        acc = None
+        for v, p, q in terms:
+            t = _round32(_round32(v.astype("float32") * p) * q)
+            acc = t if acc is None else _round32(acc + t)
+        acc = _round32(acc + tirx.const(0.5, "float32"))
+        return tirx.min(acc.astype("int32"), 255).astype("uint8")
+
+    return te.compute((n, oh, ow, c), f, name="resize_bilinear")
+
+
+def _xnn_coord(o, n_in: int, n_out: int, mode: str):
+    """XNNPACK's ``xnn_indirection_init_resize_bilinear2d_hwc_q11``: ``(lo, hi, alpha in Q11)``."""
+    f32 = "float32"
+    adjust = 1 if (mode == "align_corners" and n_out != 1) else 0
+    scale = float(np.float32(n_in - adjust) / np.float32(n_out - adjust))
+    v = o.astype(f32) * tirx.const(scale, f32)
+    if mode == "half_pixel":  # neither align_corners nor TensorFlow's legacy mode
+        offset = float(np.float32(np.float32(0.5) * np.float32(scale) - np.float32(0.5)))
+        v = _round32(v) + tirx.const(offset, f32)
+        v = tirx.min(tirx.max(v, tirx.const(0.0, f32)), tirx.const(float(n_in - 1), f32))
+    v = _round32(v)
+    lo = v.astype("int32")
+    hi = tirx.min(lo + 1, n_in - 1)
+    alpha = tirx.nearbyint(_round32(v - lo.astype(f32)) * tirx.const(2048.0, f32)).astype("int32")
+    return lo, hi, alpha
+
+
+def resize_bilinear_xnn_te(x, size, mode: str):
+    """XNNPACK's ``u8-ibilinear``: horizontal then vertical interpolation in Q11 fixed point,
+    ``(acc + 2**21) >> 22``."""
+    n, h, w, c = (int(d) for d in x.shape)
+    oh, ow = size
+
+    def f(b, i, j, k):
+        y0, y1, ay = _xnn_coord(i, h, oh, mode)
+        x0, x1, ax = _xnn_coord(j, w, ow, mode)
+        tl, tr = x[b, y0, x0, k].astype("int32"), x[b, y0, x1, k].astype("int32")
+        bl, br = x[b, y1, x0, k].astype("int32"), x[b, y1, x1, k].astype("int32")
+        top = tirx.shift_left(tl, 11) + (tr - tl) * ax
+        bottom = tirx.shift_left(bl, 11) + (br - bl) * ax
+        acc = tirx.shift_left(top, 11) + (bottom - top) * ay
+        return tirx.shift_right(acc + (1 << 21), 22).astype("uint8")
+
+    return te.compute((n, oh, ow, c), f, name="resize_bilinear")
+
+
+def resize_bilinear_np(x: np.ndarray, size, mode: str) -> np.ndarray:
+    """The numpy reference of :func:`resize_bilinear_te` (NHWC uint8)."""
+    n, h, w, c = x.shape
+    oh, ow = size
+    out = np.zeros((n, oh, ow, c), np.uint8)
+    f = np.float32
+    sy, sx = f(_scale(h, oh, mode)), f(_scale(w, ow, mode))
+
+    def coord(o, s, n_in):
+        v = (f(o) + f(0.5)) * s - f(0.5) if mode == "half_pixel" else f(o) * s
+        lo = max(int(np.floor(v)), 0)
+        return f(v - f(lo)), lo, min(int(np.ceil(v)), n_in - 1)
+
+    for i in range(oh):
+        dy, y0, y1 = coord(i, sy, h)
+        for j in range(ow):
+            dx, x0, x1 = coord(j, sx, w)
+            v = (x[:, y0, x0].astype(f) * (f(1) - dy) * (f(1) - dx) + x[:, y1, x0].astype(f) * dy * (f(1) - dx)
+                 + x[:, y0, x1].astype(f) * (f(1) - dy) * dx + x[:, y1, x1].astype(f) * dy * dx + f(0.5))
+            out[:, i, j] = np.minimum(v.astype(np.int32), 255).astype(np.uint8)
+    return out
