@@ -11,7 +11,10 @@ int8, symmetric weights) no longer writes.
 What works with TensorFlow 2.21: ``from_session`` with the (MLIR) converter. The old converter
 (TOCO) is gone from the wheel: ``experimental_new_converter = False`` only logs a deprecation
 warning and switches grappler's constant folding on; the flatbuffer comes out the same. No
-``default_ranges_stats`` is needed when every tensor has a fake-quant range.
+``default_ranges_stats`` is needed when every tensor has a fake-quant range. A flatten before a
+dense layer comes out as RESHAPE + FULLY_CONNECTED (the converter writes no FULLY_CONNECTED that
+flattens a 4-D input itself); a matmul of a 3-D or 4-D activation by a constant comes out as one
+FULLY_CONNECTED with ``keep_num_dims``.
 
 Input quantizations are drawn from the seed as (scale, zero point) pairs whose input stats
 ``(mean, std) = (zp, 1 / scale)`` and fake-quant range give the converter the same double range
@@ -146,7 +149,8 @@ def _act_range(act: str, rng, widen: float = 1.0) -> Callable[[np.ndarray], Rang
     if act == "relu6":
         # TF1 QAT's relu6 range, or (some of the time) a wider one, so the fused clamp is not the
         # whole uint8 range
-        return lambda y: (0.0, 6.0) if rng.uniform() < 0.5 else (-float(rng.uniform(0.5, 2)), float(rng.uniform(6.5, 9)))
+        return lambda y: ((0.0, 6.0) if rng.uniform() < 0.5
+                          else (-float(rng.uniform(0.5, 2)), float(rng.uniform(6.5, 9))))
     return lambda y: tuple(v * widen for v in _out_range(y, rng))
 
 
