@@ -36,7 +36,7 @@ def _xnnpack_add_te(a, b, p: AddParams):
         vb = b[tuple(_bcast_index(b, idx))].astype("int32")
         acc = tirx.const(bias, "int32") + va * ma + vb * mb
         y = tirx.shift_right(acc, tirx.const(shift, "int32"))
-        y = tirx.max(tirx.min(y, tirx.const(out.qmax - zo, "int32")), tirx.const(out.qmin - zo, "int32"))
+        y = rq.clamp_tir(y, out.qmin - zo, out.qmax - zo)
         return (y + zo).astype(out.dtype)
 
     return te.compute(p.shape, f, name="add")
@@ -72,15 +72,11 @@ def requantize_te(x, p: RequantParams):
 
     def f(*idx):
         if p.xnn_multiplier is not None:
-            m = p.xnn_multiplier
-            acc = tirx.const((out.zero_point << 8) - m * p.zp_x + 0x80, "int32") + x[idx].astype("int32") * m
-            y = tirx.shift_right(acc, tirx.const(8, "int32"))
-            return tirx.max(tirx.min(y, tirx.const(out.qmax, "int32")), tirx.const(out.qmin, "int32")).astype(out.dtype)
+            return rq.xnnpack_convert_tir(x[idx], p.xnn_multiplier, p.zp_x, out.zero_point, out.qmin, out.qmax,
+                                          out.dtype)
         v = x[idx].astype("int32") - p.zp_x
         if p.identity:
-            y = v + out.zero_point
-            y = tirx.max(tirx.min(y, tirx.const(out.qmax, "int32")), tirx.const(out.qmin, "int32"))
-            return y.astype(out.dtype)
+            return rq.clamp_tir(v + out.zero_point, out.qmin, out.qmax).astype(out.dtype)
         return rq.requantize_tir(v, p.q, p.shift, out.zero_point, out.qmin, out.qmax, out.dtype)
 
     return te.compute(x.shape, f, name="requantize")

@@ -109,6 +109,9 @@ __all__ = [
     "rescale_fp32_params",
     "xnnpack_convert_multiplier",
     "xnnpack_convert_np",
+    "xnnpack_convert_tir",
+    "round_half_away_np",
+    "clamp_tir",
     "rescale_fp32_np",
     "rescale_fp32_tir",
 ]
@@ -121,6 +124,16 @@ MODES = ("tflite", "xnnpack")
 def round_half_away(x: float) -> int:
     """C ``std::round``: halves away from zero (Python's ``round`` is half-to-even)."""
     return int(math.floor(x + 0.5)) if x >= 0 else -int(math.floor(-x + 0.5))
+
+
+def round_half_away_np(v) -> np.ndarray:
+    """C ``round`` of a float64 array: ``floor(|v|)``, plus one where ``|v| - floor(|v|) >= 0.5``
+    (exact, unlike ``floor(v + 0.5)``, which is off for a double just under .5); as int64."""
+    v = np.asarray(v, np.float64)
+    a = np.abs(v)
+    r = np.floor(a)
+    r = r + (a - r >= 0.5)
+    return np.where(v < 0, -r, r).astype(np.int64)
 
 
 def quantize_multiplier(real: float) -> Tuple[int, int]:
@@ -202,11 +215,7 @@ def requantize_f64_np(acc, scale, zp_out, qmin, qmax, out_dtype="uint8") -> np.n
     """TFLite's reference fully connected requantization: ``clamp(int32(round(double(acc) *
     scale)) + zp_out)``, ``round`` = C ``round`` (halves away from zero)."""
     v = np.asarray(acc, np.int64).astype(np.float64) * np.asarray(scale, np.float64)
-    a = np.abs(v)
-    r = np.floor(a)
-    r = r + (a - r >= 0.5)  # exact: a - floor(a) has no rounding error
-    y = np.where(v < 0, -r, r).astype(np.int64) + int(zp_out)
-    return np.clip(y, qmin, qmax).astype(out_dtype)
+    return np.clip(round_half_away_np(v) + int(zp_out), qmin, qmax).astype(out_dtype)
 
 
 def requantize_np(acc, q, shift, zp_out, qmin, qmax, out_dtype="uint8") -> np.ndarray:
@@ -251,9 +260,8 @@ def rescale_fp32_np(x, scale: float, bias: float, zp_out: int, qmin: int, qmax: 
     """``clamp(round_half_away(float32(x) * scale + bias) + zp_out)``, each float32 operation
     rounded on its own (no fused multiply-add), as TFLite computes it."""
     v = np.asarray(x, np.float32) * np.float32(scale)
-    v = (v + np.float32(bias)).astype(np.float64)
-    r = np.where(v >= 0, np.floor(v + 0.5), -np.floor(-v + 0.5)).astype(np.int64) + int(zp_out)
-    return np.clip(r, qmin, qmax).astype(out_dtype)
+    v = v + np.float32(bias)
+    return np.clip(round_half_away_np(v) + int(zp_out), qmin, qmax).astype(out_dtype)
 
 
 def xnnpack_convert_multiplier(s_in: float, s_out: float):
@@ -379,12 +387,33 @@ def mbqm_tir(x, q, shift):
     return rdbpot_tir(srdhm_tir(x, q), right).astype("int32")
 
 
+def clamp_tir(y, lo: int, hi: int):
+    """``min(max(y, lo), hi)`` of an int32 PrimExpr, with python int bounds."""
+    tirx = _tir()
+    return tirx.max(tirx.min(y, tirx.const(int(hi), "int32")), tirx.const(int(lo), "int32"))
+
+
+def _round_half_away_tir(v):
+    """:func:`round_half_away_np` of a float64 PrimExpr, as a float64 PrimExpr."""
+    tirx = _tir()
+    zero, one, half = (tirx.const(c, "float64") for c in (0.0, 1.0, 0.5))
+    a = tirx.Select(v < zero, zero - v, v)
+    r = tirx.floor(a)
+    r = r + tirx.Select(a - r >= half, one, zero)
+    return tirx.Select(v < zero, zero - r, r)
+
+
 def requantize_tir(acc, q, shift, zp_out: int, qmin: int, qmax: int, out_dtype: str):
     """``clamp(MBQM(acc, q, shift) + zp_out, qmin, qmax).astype(out_dtype)`` as a PrimExpr."""
     tirx = _tir()
-    y = mbqm_tir(acc, q, shift) + tirx.const(int(zp_out), "int32")
-    y = tirx.max(tirx.min(y, tirx.const(int(qmax), "int32")), tirx.const(int(qmin), "int32"))
-    return y.astype(out_dtype)
+    return clamp_tir(mbqm_tir(acc, q, shift) + tirx.const(int(zp_out), "int32"), qmin, qmax).astype(out_dtype)
+
+
+def xnnpack_convert_tir(x, m: int, zp_in: int, zp_out: int, qmin: int, qmax: int, out_dtype: str):
+    """:func:`xnnpack_convert_np` as a PrimExpr (``x``: the 8-bit input element)."""
+    tirx = _tir()
+    acc = tirx.const((int(zp_out) << 8) - int(m) * int(zp_in) + 0x80, "int32") + x.astype("int32") * int(m)
+    return clamp_tir(tirx.shift_right(acc, tirx.const(8, "int32")), qmin, qmax).astype(out_dtype)
 
 
 def rescale_fp32_tir(x, scale: float, bias: float, zp_out: int, qmin: int, qmax: int, out_dtype: str):
@@ -395,17 +424,13 @@ def rescale_fp32_tir(x, scale: float, bias: float, zp_out: int, qmin: int, qmax:
     f32, f64 = "float32", "float64"
     p = (x.astype(f64) * tirx.const(float(np.float32(scale)), f64)).astype(f32)
     v = (p.astype(f64) + tirx.const(float(np.float32(bias)), f64)).astype(f32).astype(f64)
-    half = tirx.const(0.5, f64)
-    r = tirx.Select(v >= tirx.const(0.0, f64), tirx.floor(v + half), tirx.const(0.0, f64) - tirx.floor(half - v))
-    y = r.astype("int32") + tirx.const(int(zp_out), "int32")
-    y = tirx.max(tirx.min(y, tirx.const(int(qmax), "int32")), tirx.const(int(qmin), "int32"))
-    return y.astype(out_dtype)
+    y = _round_half_away_tir(v).astype("int32") + tirx.const(int(zp_out), "int32")
+    return clamp_tir(y, qmin, qmax).astype(out_dtype)
 
 
 def requantize_f64_tir(acc, scale, zp_out: int, qmin: int, qmax: int, out_dtype: str):
     """:func:`requantize_f64_np` as a PrimExpr (``scale``: a python float or a float64 element).
-    Rounds as C ``round`` without ``floor(v + 0.5)`` (which is off for a double just under .5):
-    ``r = floor(|v|)``, plus one where ``|v| - r >= 0.5``; clamped in double first, so the cast
+    Rounds as C ``round`` (:func:`round_half_away_np`); clamped in double first, so the cast
     cannot overflow (the bounds are integers, so clamping commutes with the rounding)."""
     tirx = _tir()
     f64 = "float64"
@@ -415,12 +440,7 @@ def requantize_f64_tir(acc, scale, zp_out: int, qmin: int, qmax: int, out_dtype:
     lo = tirx.const(float(qmin - int(zp_out)), f64)
     hi = tirx.const(float(qmax - int(zp_out)), f64)
     v = tirx.max(tirx.min(v, hi), lo)
-    zero, one, half = (tirx.const(c, f64) for c in (0.0, 1.0, 0.5))
-    a = tirx.Select(v < zero, zero - v, v)
-    r = tirx.floor(a)
-    r = r + tirx.Select(a - r >= half, one, zero)
-    y = tirx.Select(v < zero, zero - r, r).astype("int32") + tirx.const(int(zp_out), "int32")
-    return y.astype(out_dtype)
+    return (_round_half_away_tir(v).astype("int32") + tirx.const(int(zp_out), "int32")).astype(out_dtype)
 
 
 def requantize_fp32_tir(acc, scale, zp_out: int, qmin: int, qmax: int, out_dtype: str):

@@ -171,29 +171,20 @@ def _float_product(layer: _Layer) -> bool:
 
 
 def _requantization(mode: str, layer: _Layer, out: OutputQuant):
-    """The epilogue's parameters: static python values, or (per channel) constant vectors."""
+    """The epilogue's parameters: each one a static python value where every output channel has
+    the same, else a constant vector (per channel) passed to the kernel."""
     s_x, w_scale = layer.xq.scale, layer.w_scale
-    static = dict(mode=mode, zero_point=out.zero_point, qmin=out.qmin, qmax=out.qmax, dtype=out.dtype)
-    tensors = []
     if mode == "xnnpack":
-        sc = rq.xnnpack_scale(s_x, w_scale, out.scale).astype(np.float32)
-        if np.all(sc == sc[0]):
-            static["scale"] = float(sc[0])
-        else:
-            tensors.append(relax.const(sc))
+        params = {"scale": rq.xnnpack_scale(s_x, w_scale, out.scale).astype(np.float32)}
     elif layer.conv is None:
         # TFLite's reference FULLY_CONNECTED requantizes in double (all types, since LiteRT's
         # "Make the fully_connected ref kernel do requant in float", April 2025)
-        real = rq.fc_reference_scales(s_x, w_scale, out.scale)
-        static["mode"] = "float64"
-        if np.all(real == real[0]):
-            static["scale"] = float(real[0])
-        else:
-            tensors.append(relax.const(real))
+        mode, params = "float64", {"scale": rq.fc_reference_scales(s_x, w_scale, out.scale)}
     else:
         q, sh = rq.linear_multipliers(s_x, w_scale, out.scale, _float_product(layer))
-        if np.all(q == q[0]) and np.all(sh == sh[0]):
-            static["q"], static["shift"] = int(q[0]), int(sh[0])
-        else:
-            tensors += [relax.const(q), relax.const(sh)]
-    return Requantization(**static), tensors
+        params = {"q": q, "shift": sh}
+    static = dict(mode=mode, zero_point=out.zero_point, qmin=out.qmin, qmax=out.qmax, dtype=out.dtype)
+    if all(np.all(v == v[0]) for v in params.values()):
+        static.update((k, v[0].item()) for k, v in params.items())
+        return Requantization(**static), []
+    return Requantization(**static), [relax.const(v) for v in params.values()]

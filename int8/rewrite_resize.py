@@ -38,7 +38,6 @@ def resize2d(ctx: RewriteContext, f: relax.Call, out: OutputQuant):
     x, xq = ctx.graph.deq_act(f.args[0])
     require(xq.dtype == "uint8" and out.dtype == "uint8", "int8 resize (TFLite's integer kernel)")
     require(xq.scale == out.scale and xq.zero_point == out.zero_point and out.full_range, "resize requantizes")
-    n, h, w, c = shape_of(x)
     _, oh, ow, _ = shape_of(f)
     te_fn = resize_bilinear_te if ctx.mode == "tflite" else resize_bilinear_xnn_te
     return ctx.call_te(te_fn, ctx.remap(x), size=(int(oh), int(ow)), mode=mode, name="uint8_resize_bilinear")

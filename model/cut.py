@@ -9,6 +9,9 @@ operator options) is written back as it was. The uses:
 * every operator's output made a graph output, to compare two engines tensor by tensor
   (:mod:`tvmq.report.mismatch`);
 * a region of a model cut out with its own inputs.
+
+:func:`read_graph` reads subgraph 0 once (its tensors, operators, inputs and outputs, named as
+:mod:`tvmq.model.inspect` names them) for choosing what to cut and for reading the result.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import numpy as np
 
 from tvmq.errors import UsageError
 
-__all__ = ["OperatorInfo", "TensorInfo", "cut", "operator_outputs", "operators", "supported_region", "tensor_infos"]
+__all__ = ["Graph", "GraphOperator", "GraphTensor", "cut", "read_graph"]
 
 
 def _schema():
@@ -48,8 +51,9 @@ def _name(tensor) -> str:
 
 
 @dataclass(frozen=True)
-class TensorInfo:
-    """One tensor of subgraph 0, with the operator that writes it (None: a graph input or constant)."""
+class GraphTensor:
+    """One tensor of subgraph 0, with the operator that writes it (None: a graph input or constant);
+    ``quantization`` as :meth:`tvmq.model.TensorInfo.quantization_text` writes it."""
 
     index: int
     name: str
@@ -58,53 +62,12 @@ class TensorInfo:
     scale: tuple[float, ...]
     zero_point: tuple[int, ...]
     producer: int | None  # the index of the operator that writes it
-    operator: str | None  # that operator's builtin (or custom) name
-
-    @property
-    def quantization(self) -> str:
-        """``scale=…, zero_point=…`` (per tensor), ``per-channel (n scales)``, or ``float``."""
-        if not self.scale:
-            return "float"
-        if len(self.scale) == 1:
-            return f"scale={self.scale[0]:.6g}, zero_point={self.zero_point[0]}"
-        return f"per-channel ({len(self.scale)} scales)"
-
-
-_DTYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 6: "bool", 7: "int16", 9: "int8"}
-
-
-def _op_name(model, op) -> str:
-    schema = _schema()
-    code = model.operatorCodes[op.opcodeIndex]
-    if code.customCode:
-        custom = code.customCode
-        return custom.decode("utf-8", "replace") if isinstance(custom, bytes) else str(custom)
-    number = max(int(code.builtinCode or 0), int(code.deprecatedBuiltinCode or 0))
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    return names.get(number, str(number))
-
-
-def tensor_infos(content: bytes) -> list[TensorInfo]:
-    """Every tensor of subgraph 0, in index order."""
-    model = _unpack(content)
-    graph = model.subgraphs[0]
-    producer = {}
-    for i, op in enumerate(graph.operators):
-        for t in _ints(op.outputs):
-            producer[t] = i
-    out = []
-    for i, t in enumerate(graph.tensors):
-        q = t.quantization
-        scale = tuple(float(s) for s in _floats(q.scale)) if q is not None else ()
-        zps = tuple(int(z) for z in _ints(q.zeroPoint)) if q is not None else ()
-        p = producer.get(i)
-        out.append(TensorInfo(i, _name(t), tuple(int(d) for d in _ints(t.shape)), _DTYPES.get(t.type, str(t.type)),
-                              scale, zps, p, None if p is None else _op_name(model, graph.operators[p])))
-    return out
+    operator: str | None  # that operator's name (``CUSTOM:<name>`` for a custom one)
+    quantization: str
 
 
 @dataclass(frozen=True)
-class OperatorInfo:
+class GraphOperator:
     """One operator of subgraph 0: its position, name and tensors (-1: an omitted optional input)."""
 
     index: int
@@ -113,46 +76,68 @@ class OperatorInfo:
     outputs: tuple[int, ...]
 
 
-def operators(content: bytes) -> list[OperatorInfo]:
-    """The operators of subgraph 0, in execution order."""
-    model = _unpack(content)
-    return [OperatorInfo(i, _op_name(model, op), tuple(_ints(op.inputs)), tuple(_ints(op.outputs)))
-            for i, op in enumerate(model.subgraphs[0].operators)]
+@dataclass(frozen=True)
+class Graph:
+    """Subgraph 0 of a model, read once: its tensors (by index), operators (in execution order)
+    and graph inputs and outputs."""
+
+    tensors: tuple[GraphTensor, ...]
+    operators: tuple[GraphOperator, ...]
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+
+    def operator_outputs(self) -> list[int]:
+        """The tensors the operators write, in execution order (each once)."""
+        seen: dict[int, None] = {}
+        for op in self.operators:
+            seen.update((t, None) for t in op.outputs if t >= 0)
+        return list(seen)
+
+    def supported_region(self, unsupported: Iterable[str]) -> list[int]:
+        """The outputs of the region that does not depend on an operator named in ``unsupported``:
+        the tensors its operators write that an operator outside it reads, or that are graph
+        outputs. Empty when the first operator is already unsupported."""
+        bad_names = set(unsupported)
+        tainted: set[int] = set()  # tensors computed by or after an unsupported operator
+        outside: set[int] = set()  # operator indices
+        for op in self.operators:
+            if op.name in bad_names or any(t in tainted for t in op.inputs):
+                tainted.update(op.outputs)
+                outside.add(op.index)
+        wanted = set(self.outputs) | {t for op in self.operators if op.index in outside for t in op.inputs}
+        return [t for op in self.operators if op.index not in outside for t in op.outputs if t in wanted]
 
 
-def supported_region(content: bytes, unsupported: Iterable[str]) -> list[int]:
-    """The outputs of the region of subgraph 0 that does not depend on an operator named in
-    ``unsupported``: the tensors its operators write that an operator outside it reads, or that
-    are graph outputs. Empty when the first operator is already unsupported."""
-    bad_names = set(unsupported)
-    ops = operators(content)
-    tainted: set[int] = set()  # tensors computed by or after an unsupported operator
-    outside: list[OperatorInfo] = []
-    for op in ops:
-        if op.name in bad_names or any(t in tainted for t in op.inputs):
-            tainted.update(op.outputs)
-            outside.append(op)
-    inside_outputs = [t for op in ops if op not in outside for t in op.outputs]
-    graph = _unpack(content).subgraphs[0]
-    wanted = set(_ints(graph.outputs)) | {t for op in outside for t in op.inputs}
-    return [t for t in inside_outputs if t in wanted]
+def read_graph(content: bytes) -> Graph:
+    """Subgraph 0 of the flatbuffer ``content``, through the ``tflite`` accessors and the names
+    :mod:`tvmq.model.inspect` gives tensors and operators."""
+    import tflite
 
+    from .inspect import operator_names, tensor_info
+    from .loader import vector
 
-def operator_outputs(content: bytes) -> list[int]:
-    """The tensors the operators of subgraph 0 write, in execution order (each once)."""
-    graph = _unpack(content).subgraphs[0]
-    seen: list[int] = []
-    for op in graph.operators:
-        seen += [t for t in _ints(op.outputs) if t >= 0 and t not in seen]
-    return seen
+    model = tflite.Model.GetRootAsModel(content, 0)
+    names = operator_names(model)
+    sg = model.Subgraphs(0)
+    ops = []
+    for i in range(sg.OperatorsLength()):
+        op = sg.Operators(i)
+        ops.append(GraphOperator(i, names[op.OpcodeIndex()], tuple(int(t) for t in vector(op.InputsAsNumpy())),
+                                 tuple(int(t) for t in vector(op.OutputsAsNumpy()))))
+    writer = {t: op for op in ops for t in op.outputs}
+    tensors = []
+    for i in range(sg.TensorsLength()):
+        info = tensor_info(sg, i)
+        op = writer.get(i)
+        tensors.append(GraphTensor(i, info.name, tuple(info.shape), info.dtype, tuple(info.scales),
+                                   tuple(info.zero_points), None if op is None else op.index,
+                                   None if op is None else op.name, info.quantization_text()))
+    return Graph(tuple(tensors), tuple(ops), tuple(int(t) for t in vector(sg.InputsAsNumpy())),
+                 tuple(int(t) for t in vector(sg.OutputsAsNumpy())))
 
 
 def _ints(v) -> list[int]:
     return [] if v is None else [int(x) for x in np.asarray(v).ravel()]
-
-
-def _floats(v) -> list[float]:
-    return [] if v is None else [float(x) for x in np.asarray(v).ravel()]
 
 
 def _resolve(graph, wanted: Iterable[int | str], what: str) -> list[int]:

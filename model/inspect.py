@@ -69,7 +69,7 @@ class ModelInfo:
         return d
 
 
-def _tensor_info(subgraph, index: int) -> TensorInfo:
+def tensor_info(subgraph, index: int) -> TensorInfo:
     t = subgraph.Tensors(index)
     name = t.Name().decode("utf-8", "replace") if t.Name() else f"tensor_{index}"
     shape = [int(x) for x in vector(t.ShapeAsNumpy())]
@@ -129,11 +129,11 @@ def _read(loaded: LoadedModel) -> tuple[list[_Operator], list[TensorInfo], list[
             for o in range(sg.OperatorsLength()):
                 op = sg.Operators(o)
                 ops.append(_Operator(codes[op.OpcodeIndex()],
-                                     [_tensor_info(sg, int(i)) for i in vector(op.InputsAsNumpy()) if i >= 0],
-                                     [_tensor_info(sg, int(i)) for i in vector(op.OutputsAsNumpy()) if i >= 0]))
+                                     [tensor_info(sg, int(i)) for i in vector(op.InputsAsNumpy()) if i >= 0],
+                                     [tensor_info(sg, int(i)) for i in vector(op.OutputsAsNumpy()) if i >= 0]))
         main = model.Subgraphs(0)
-        return (ops, [_tensor_info(main, int(i)) for i in vector(main.InputsAsNumpy())],
-                [_tensor_info(main, int(i)) for i in vector(main.OutputsAsNumpy())])
+        return (ops, [tensor_info(main, int(i)) for i in vector(main.InputsAsNumpy())],
+                [tensor_info(main, int(i)) for i in vector(main.OutputsAsNumpy())])
 
 
 def inspect_model(loaded: LoadedModel) -> ModelInfo:

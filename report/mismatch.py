@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from .verify import array_difference
+
 __all__ = ["Mismatch", "TensorDiff", "compare_tensors"]
 
 
@@ -76,27 +78,16 @@ class Mismatch:
         return out
 
 
-def compare_tensors(infos, order: list[int], ours: list[np.ndarray], theirs: list[np.ndarray],
-                    exact: bool, tolerance: float) -> list[TensorDiff]:
-    """``ours``/``theirs``: the values of the tensors ``order`` (indices into ``infos``, the model's
-    :class:`~tvmq.model.cut.TensorInfo` list). Integer tensors agree when equal (``exact``) or within
-    ``tolerance`` units; float tensors within ``tolerance``/1000 of their largest magnitude."""
+def compare_tensors(tensors, order: list[int], ours: list[np.ndarray], theirs: list[np.ndarray],
+                    tolerance: float) -> list[TensorDiff]:
+    """``ours``/``theirs``: the values of the tensors ``order`` (indices into ``tensors``, the model's
+    :class:`~tvmq.model.cut.GraphTensor` list), each compared as a verified output is
+    (:func:`tvmq.report.verify.array_difference`; an exact policy's tolerance is 0)."""
     out = []
     for index, mine, ref in zip(order, ours, theirs):
-        info = infos[index]
-        mine = np.asarray(mine)
+        t = tensors[index]
         ref = np.asarray(ref)
-        if mine.size != ref.size:
-            diff, share = float("inf"), 0.0
-        else:
-            d = np.abs(mine.reshape(ref.shape).astype(np.float64) - ref.astype(np.float64))
-            diff = float(d.max()) if d.size else 0.0
-            share = float((d == 0).mean()) if d.size else 1.0
-        if ref.dtype.kind == "f" and diff != float("inf"):
-            bound = 1e-3 * tolerance * max(float(np.abs(ref).max()) if ref.size else 0.0, 1e-12)
-            agrees = diff == 0 if exact else diff <= bound
-        else:
-            agrees = diff == 0 if exact else diff <= tolerance
-        out.append(TensorDiff(index, info.name, info.operator or "?", -1 if info.producer is None else info.producer,
-                              tuple(ref.shape), str(ref.dtype), info.quantization, diff, share, agrees))
+        diff, share, agrees = array_difference(mine, ref, tolerance)
+        out.append(TensorDiff(index, t.name, t.operator or "?", -1 if t.producer is None else t.producer,
+                              tuple(ref.shape), str(ref.dtype), t.quantization, diff, share, agrees))
     return out

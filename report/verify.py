@@ -151,6 +151,26 @@ def _entries(scores: np.ndarray, raw: np.ndarray, labels, indices) -> list[dict]
     return out
 
 
+def array_difference(mine: np.ndarray, ref: np.ndarray, tolerance: float) -> tuple[float, float, bool]:
+    """``(largest absolute difference, share of identical values, within tolerance)`` of one array
+    against the reference's (``mine`` reshaped to it when only the shape differs; inf when the sizes
+    differ). ``tolerance`` is in quantized units for integers, relative to the largest reference
+    magnitude (per mille) for floats."""
+    mine, ref = np.asarray(mine), np.asarray(ref)
+    if mine.shape != ref.shape and mine.size == ref.size:
+        mine = mine.reshape(ref.shape)
+    if mine.shape != ref.shape:
+        return float("inf"), 0.0, False
+    diff = np.abs(mine.astype(np.float64) - ref.astype(np.float64))
+    max_diff = float(diff.max()) if diff.size else 0.0
+    if ref.dtype.kind in "iub":
+        ok = max_diff <= tolerance
+    else:
+        scale = float(np.abs(ref).max()) if ref.size else 1.0
+        ok = max_diff <= 1e-3 * tolerance * max(scale, 1e-12)
+    return max_diff, float((mine == ref).mean()) if ref.size else 1.0, ok
+
+
 def compare_outputs(
     image: str,
     tvm_outputs: list[np.ndarray],
@@ -167,32 +187,9 @@ def compare_outputs(
     if len(tvm_outputs) != len(ref_outputs):
         raise ValueError(f"TVM gave {len(tvm_outputs)} outputs, TFLite {len(ref_outputs)}")
     for i, (t, r) in enumerate(zip(tvm_outputs, ref_outputs)):
-        if t.shape != r.shape:
-            t = t.reshape(r.shape) if t.size == r.size else t
-        if t.shape != r.shape:
-            verdict.outputs.append(
-                OutputComparison(i, names[i] if i < len(names) else f"output{i}", list(r.shape), str(r.dtype),
-                                 float("inf"), 0.0, False)
-            )
-            continue
-        diff = np.abs(t.astype(np.float64) - r.astype(np.float64))
-        max_diff = float(diff.max()) if diff.size else 0.0
-        if r.dtype.kind in "iub":
-            ok = max_diff <= tolerance
-        else:
-            scale = float(np.abs(r).max()) if r.size else 1.0
-            ok = max_diff <= 1e-3 * tolerance * max(scale, 1e-12)
-        verdict.outputs.append(
-            OutputComparison(
-                index=i,
-                name=names[i] if i < len(names) else f"output{i}",
-                shape=list(r.shape),
-                dtype=str(r.dtype),
-                max_abs_diff=max_diff,
-                identical_share=float((t == r).mean()) if r.size else 1.0,
-                within_tolerance=ok,
-            )
-        )
+        max_diff, share, ok = array_difference(t, r, tolerance)
+        verdict.outputs.append(OutputComparison(i, names[i] if i < len(names) else f"output{i}", list(r.shape),
+                                                str(r.dtype), max_diff, share, ok))
     if is_classification(ref_outputs) and verdict.outputs and verdict.outputs[0].within_tolerance is not None:
         ts, rs = _scores(tvm_outputs[0]), _scores(ref_outputs[0])
         if ts.shape == rs.shape:

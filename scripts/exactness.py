@@ -40,18 +40,19 @@ IMAGES = {"deeplab": "bird_segmentation.bmp", "mobilenet": "cat.bmp", "bodypix":
 
 def variants(path: Path, info, content: bytes):
     """``(variant name, flatbuffer bytes)`` of one model."""
-    from tvmq.model.cut import cut, operators, supported_region
+    from tvmq.model.cut import cut, read_graph
 
     out = []
     bad = {u.split(" (")[0] for u in info.unsupported_operators}
-    ops = operators(content)
+    graph = read_graph(content)
+    ops = graph.operators
     if not bad:
         out.append(("whole", content))
     softmax = [op for op in ops if op.name == "SOFTMAX"]
     if len(softmax) == 1 and not bad:
         out.append(("before softmax", cut(content, [softmax[0].inputs[0]])))
     if bad:
-        region = supported_region(content, bad)
+        region = graph.supported_region(bad)
         computed = {t for op in ops for t in op.outputs}
         if region and set(region) <= computed:
             out.append((f"region before {', '.join(sorted(bad))}", cut(content, region)))
@@ -66,7 +67,8 @@ def image_for(name: str, models: Path) -> list[str]:
 
 
 def run_variant(path: Path, variant: str, content: bytes, models: Path, threads: int):
-    from tvmq.model import Reference, inspect_model, load_model, make_inputs
+    from tvmq.model import inspect_model, load_model, make_inputs
+    from tvmq.model.cut import read_graph
     from tvmq.options import CodegenOptions
     from tvmq.report.verify import verification_policy
     from tvmq.stages import Inputs, Steps, explain, prepare
@@ -81,17 +83,16 @@ def run_variant(path: Path, variant: str, content: bytes, models: Path, threads:
         info = inspect_model(model)
         images = image_for(path.stem, models) if len(info.inputs) == 1 else []
         feed = Inputs(make_inputs(info, images), None, [t.name for t in info.outputs])
-        mine = _graph_outputs(content)
+        mine = set(read_graph(content).outputs)
         rows = []
         for mode, int8, requant in MODES:
             policy = verification_policy(int8, requant, None)
-            reference = Reference(model, threads, kernels=policy.kernels)
             prepared = prepare(model, info, profile, CodegenOptions(int8=int8, requant=requant), Steps.quiet())
-            mismatch = explain(prepared, target, None, "naive", reference, feed, policy, Steps.quiet())
+            mismatch = explain(prepared, target, None, "naive", threads, feed, policy, Steps.quiet())
             outs = [t for t in mismatch.tensors if t.tensor in mine]
             first = mismatch.first
             rows.append({
-                "model": path.name, "variant": variant, "mode": mode, "reference": reference.name,
+                "model": path.name, "variant": variant, "mode": mode, "reference": mismatch.reference,
                 "input": feed.samples[0].name.rsplit("/", 1)[-1], "tensors": len(mismatch.tensors),
                 "outputs_max_diff": max((t.max_abs_diff for t in outs), default=0.0),
                 "outputs_identical": min((t.identical_share for t in outs), default=1.0),
@@ -102,13 +103,6 @@ def run_variant(path: Path, variant: str, content: bytes, models: Path, threads:
             })
             print(_row_text(rows[-1]), flush=True)
     return rows
-
-
-def _graph_outputs(content: bytes) -> set[int]:
-    import tflite
-
-    g = tflite.Model.GetRootAsModel(content, 0).Subgraphs(0)
-    return {int(g.Outputs(i)) for i in range(g.OutputsLength())}
 
 
 HEADER = (f"{'model':44s} {'variant':28s} {'mode':8s} {'reference':24s} {'out max':>7s} {'out same':>8s} "

@@ -197,3 +197,36 @@ def test_xnnpack_convert_multiplier_and_range():
     assert rq.xnnpack_convert_multiplier(1000.0, 1.0) is None
     y = rq.xnnpack_convert_np(np.arange(256), 90, 0, 0, 0, 255)
     assert y[0] == 0 and y[255] == (255 * 90 + 128) >> 8
+
+
+def test_tir_xnnpack_convert_matches_numpy():
+    import tvm
+
+    x = np.arange(256, dtype=np.int32)
+    for m, zp_in, zp_out in ((90, 0, 0), (300, 128, 7), (2, 255, 250), (32767, 3, 0)):
+        lib = _build(lambda v, i: rq.xnnpack_convert_tir(v, m, zp_in, zp_out, 0, 255, "uint8").astype("int32"), x.size)
+        y = tvm.runtime.tensor(np.zeros_like(x))
+        lib["main"](tvm.runtime.tensor(x), y)
+        np.testing.assert_array_equal(y.numpy(), rq.xnnpack_convert_np(x, m, zp_in, zp_out, 0, 255).astype(np.int32))
+
+
+def test_round_half_away_is_exact_just_under_a_half():
+    below = np.nextafter(0.5, 0.0)  # floor(below + 0.5) would give 1
+    assert list(rq.round_half_away_np([below, 0.5, -0.5, -below, 2.5, -2.5])) == [0, 1, -1, 0, 3, -3]
+
+
+@pytest.mark.parametrize("mode", ["align_corners", "half_pixel", "asymmetric"])
+def test_tir_resize_bilinear_matches_numpy(mode):
+    """TFLite's float32 uint8 resize (``--requant tflite``) as a TE kernel against its numpy reference."""
+    import tvm
+    from tvm import te
+
+    from tvmq.int8.rewrite_resize import resize_bilinear_np, resize_bilinear_te
+
+    x = np.random.default_rng(3).integers(0, 256, (1, 5, 7, 3)).astype(np.uint8)
+    xp = te.placeholder(x.shape, "uint8", name="x")
+    yp = resize_bilinear_te(xp, (13, 9), mode)
+    lib = tvm.compile(tvm.IRModule({"main": te.create_prim_func([xp, yp])}), target="llvm")
+    y = tvm.runtime.tensor(np.zeros((1, 13, 9, 3), np.uint8))
+    lib["main"](tvm.runtime.tensor(x), y)
+    np.testing.assert_array_equal(y.numpy(), resize_bilinear_np(x, (13, 9), mode))

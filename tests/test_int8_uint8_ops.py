@@ -90,9 +90,9 @@ def test_concat_case_needs_the_float_rescale(models, name):
     fixed-point requantization of the same input (the lowering before the change): the two
     disagree on some of the 256 values of each rescaled input (double rounding, float32 error)."""
     from tvmq.int8 import requant as rq
-    from tvmq.model.cut import tensor_infos
+    from tvmq.model.cut import read_graph
 
-    infos = tensor_infos(models[name])
+    infos = read_graph(models[name]).tensors
     out = next(t for t in infos if t.operator == "CONCATENATION")
     x = np.arange(256)
     for t in infos:

@@ -36,15 +36,16 @@ def _outputs(buf, inputs):
 
 
 def test_cut_before_the_softmax(model_factory):
-    from tvmq.model.cut import cut, operators, tensor_infos
+    from tvmq.model.cut import cut, read_graph
 
     buf = model_factory.path("uint8").read_bytes()
-    ops = operators(buf)
+    graph = read_graph(buf)
+    ops = graph.operators
     softmax = next(op for op in ops if op.name == "SOFTMAX")
     logits = softmax.inputs[0]
-    short = cut(buf, [tensor_infos(buf)[logits].name])  # by name
+    short = cut(buf, [graph.tensors[logits].name])  # by name
     assert op_names(short) == op_names(buf)[:op_names(buf).index("SOFTMAX")]  # the softmax and what follows go
-    (info,) = [t for t in tensor_infos(short) if t.index == logits]
+    (info,) = [t for t in read_graph(short).tensors if t.index == logits]
     assert info.dtype == "int8" and len(info.scale) == 1  # its quantization came along
     inputs = random_inputs(buf, seed=3)
     whole = _all_tensors(buf, inputs)
@@ -53,10 +54,10 @@ def test_cut_before_the_softmax(model_factory):
 
 
 def test_every_operator_output_as_an_output(model_factory):
-    from tvmq.model.cut import cut, operator_outputs
+    from tvmq.model.cut import cut, read_graph
 
     buf = model_factory.path("int8").read_bytes()
-    order = operator_outputs(buf)
+    order = read_graph(buf).operator_outputs()
     every = cut(buf, order)
     assert op_names(every) == op_names(buf)
     inputs = random_inputs(buf, seed=4)
@@ -67,10 +68,10 @@ def test_every_operator_output_as_an_output(model_factory):
 
 def test_cut_a_region_with_its_own_input(model_factory):
     """From the depthwise conv's input to the add: only the ops in between stay."""
-    from tvmq.model.cut import cut, operators
+    from tvmq.model.cut import cut, read_graph
 
     buf = model_factory.path("int8").read_bytes()
-    ops = operators(buf)
+    ops = read_graph(buf).operators
     dw = next(op for op in ops if op.name == "DEPTHWISE_CONV_2D")
     add = next(op for op in ops if op.name == "ADD")
     region = cut(buf, [add.outputs[0]], inputs=[dw.inputs[0]])
@@ -85,17 +86,18 @@ def test_cut_a_region_with_its_own_input(model_factory):
 
 def test_bad_cuts_are_one_line_errors(model_factory):
     from tvmq.errors import UsageError
-    from tvmq.model.cut import cut, operators
+    from tvmq.model.cut import cut, read_graph
 
     buf = model_factory.path("int8").read_bytes()
+    ops = read_graph(buf).operators
     with pytest.raises(UsageError, match="no tensor named 'nope'"):
         cut(buf, ["nope"])
     with pytest.raises(UsageError, match="tensor 100000 is not in the model"):
         cut(buf, [100000])
-    add = next(op for op in operators(buf) if op.name == "ADD")
-    conv_out = next(op for op in operators(buf) if op.name == "CONV_2D").outputs[0]
+    add = next(op for op in ops if op.name == "ADD")
+    conv_out = next(op for op in ops if op.name == "CONV_2D").outputs[0]
     # the add reads the conv's output twice (residual): cutting only one path's input is not enough
     with pytest.raises(UsageError, match="is needed but nothing computes it"):
-        cut(buf, [add.outputs[0]], inputs=[next(op for op in operators(buf) if op.name == "DEPTHWISE_CONV_2D")
+        cut(buf, [add.outputs[0]], inputs=[next(op for op in ops if op.name == "DEPTHWISE_CONV_2D")
                                            .outputs[0]])
     assert conv_out in add.inputs

@@ -315,13 +315,13 @@ def check(buf: bytes, case: Case) -> List[str]:
     every non-constant tensor uint8 per tensor, uint8 weights with a nonzero zero point, int32
     biases, and for the mixed concatenation inputs quantized unlike the output."""
     from tests._int8_helpers import op_names
-    from tvmq.model.cut import tensor_infos
+    from tvmq.model.cut import read_graph
 
     problems = []
     ops = tuple(op_names(buf))
     if ops != case.ops:
         problems.append(f"operators {ops}, wanted {case.ops}")
-    infos = tensor_infos(buf)
+    infos = read_graph(buf).tensors
     for t in infos:
         if t.dtype == "int32" and not t.scale:
             continue  # shape / axis operands

@@ -70,8 +70,8 @@ def run(opts: RunOptions, console: Console | None = None) -> Report:
     report.verification = verification.to_dict()
     if opts.measurement.explain_mismatch:
         failing = next((v.image for v in verification.images if not v.passed), None)
-        report.mismatch = explain(prepared, plan_.target, view, "design-space-dots" if view is not None else "naive", checker,
-                                  feed, policy, steps, failing=failing)
+        report.mismatch = explain(prepared, plan_.target, view, untuned, plan_.threads, feed, policy, steps,
+                                  failing=failing)
     arrays = feed.samples[0].arrays
     report.latencies = benchmark(built, reference, arrays, opts.measurement, steps)
     if view is not None:

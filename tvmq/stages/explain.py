@@ -17,56 +17,52 @@ from .steps import Steps
 
 
 def every_tensor_model(model):
-    """``(model cut so that every operator output is a graph output, those tensor indices)``."""
-    from tvmq.model.cut import cut, operator_outputs
+    """``(model cut so that every operator output is a graph output, those tensor indices, the
+    model's graph)``. The cut keeps every operator and tensor where they were (each operator writes
+    a wanted tensor), so the graph read from ``model`` describes the cut one too."""
+    from tvmq.model.cut import cut, read_graph
 
-    order = operator_outputs(model.content)
+    graph = read_graph(model.content)
+    order = graph.operator_outputs()
     content = cut(model.content, order)
-    return replace(model, content=content, sha256=hashlib.sha256(content).hexdigest(), _model=None), order
+    return replace(model, content=content, sha256=hashlib.sha256(content).hexdigest(), _model=None), order, graph
 
 
-def explain(prepared: Prepared, target, view, untuned: str, reference, feed: Inputs, policy: VerificationPolicy,
+def explain(prepared: Prepared, target, view, untuned: str, threads: int, feed: Inputs, policy: VerificationPolicy,
             steps: Steps, failing: str | None = None) -> Mismatch:
     """Compare every tensor of ``prepared``'s model, built as the run built it (its lowering, the
-    ``target``, schedules from ``view``, ``untuned`` as :func:`~.compile.build`), with
-    ``reference``'s kernels, on the input named ``failing`` (else the first input)."""
+    ``target``, schedules from ``view``, ``untuned`` as :func:`~.compile.build`), with the TFLite
+    kernels ``policy`` names (on ``threads`` threads), on the input named ``failing`` (else the
+    first input)."""
     from tvmq.model import Reference
-    from tvmq.model.cut import operators, tensor_infos
     from tvmq.tuner.compile import Runnable
 
-    model, order = every_tensor_model(prepared.model)
+    model, order, graph = every_tensor_model(prepared.model)
     sample = next((s for s in feed.samples if s.name == failing), feed.samples[0])
-    with steps.step("explain", f"compare all {len(order)} tensors with {reference.name}"):
+    tflite = Reference(prepared.model, threads, kernels=policy.kernels, content=model.content)
+    with steps.step("explain", f"compare all {len(order)} tensors with {tflite.name}"):
         quiet = Steps.quiet()
         again = prepare(model, prepared.info, prepared.profile, prepared.codegen, quiet)
         executable = build(lower(again, target, quiet), view, untuned, quiet)
         ours = Runnable(executable).run(sample.arrays)
-        tflite = Reference(prepared.model, reference.num_threads, kernels=reference.kernels, content=model.content)
         theirs = tflite.run(sample.arrays)
-    infos = tensor_infos(model.content)
-    tensors = compare_tensors(infos, order, ours, theirs, policy.exact, policy.tolerance)
-    mismatch = Mismatch(sample.name, reference.name, tensors)
+    tensors = compare_tensors(graph.tensors, order, ours, theirs, policy.tolerance)
+    mismatch = Mismatch(sample.name, tflite.name, tensors)
     first = mismatch.first
     if first is not None and first.op_index >= 0:
-        op = operators(model.content)[first.op_index]
+        op = graph.operators[first.op_index]
         agreed = {t.tensor for t in tensors if t.agrees}
         reads = []
         for i in op.inputs:
             if i < 0:
                 continue
-            info = infos[i]
-            role = "agrees" if i in agreed else ("a constant" if info.producer is None and i not in _graph_inputs(model)
-                                                 else "a model input")
+            info = graph.tensors[i]
+            role = "agrees" if i in agreed else ("a model input" if i in graph.inputs else "a constant")
             reads.append(f"tensor {i} {info.name!r} {list(info.shape)} {info.dtype} ({info.quantization}): {role}")
         mismatch = replace(mismatch, inputs=reads)
     for line in mismatch.lines():
         steps.print(line)
     return mismatch
-
-
-def _graph_inputs(model) -> set[int]:
-    graph = model.tflite_model.Subgraphs(0)
-    return {int(graph.Inputs(i)) for i in range(graph.InputsLength())}
 
 
 __all__ = ["every_tensor_model", "explain"]

@@ -64,10 +64,7 @@ def verify(build, reference, feed: Inputs, policy: VerificationPolicy, steps: St
             images.append(compare_outputs(sample.name, build.run(sample.arrays), reference.run(sample.arrays),
                                           feed.output_names, labels=feed.labels, tolerance=policy.tolerance,
                                           exact=policy.exact))
-    verification = Verification(images, policy, reference.name)
-    for line in verification.failures():
-        steps.print(f"[red]verification:[/] {line}")
-    return verification
+    return Verification(images, policy, reference.name)
 
 
 def benchmark(build, reference, arrays, measurement: MeasurementOptions, steps: Steps) -> Latencies:
