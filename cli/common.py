@@ -5,12 +5,13 @@ one line and an exit status."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from rich.console import Console
@@ -31,9 +32,35 @@ def exit_status_help(zero: str, one: str | None = None) -> str:
             "\n  log file with the traceback under $TVMQ_CACHE/logs or ~/.cache/tvmq/logs); 130 Ctrl-C.\n")
 
 
+def version_line(command: str) -> str:
+    """What ``COMMAND --version`` prints: ``tvmq-db 0.1.0 (TVM 0.27.0.post1, tvm-ffi 0.1.14.post0)``,
+    from the installed distributions' metadata (importing TVM would take seconds)."""
+    from tvmq.versions import stack_versions
+
+    found = stack_versions()
+    return (f"{command} {found['tvmq']} (TVM {found.get('tvm', 'not installed')}, "
+            f"tvm-ffi {found.get('tvm-ffi', 'not installed')})")
+
+
+class _PrintVersion(argparse.Action):
+    """``--version``: print :func:`version_line` and exit 0 (worked out only when asked)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest, nargs=0, default=default, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        # as argparse's own --help and version action do (a closed stdout is not an error)
+        parser._print_message(version_line(parser.prog.split()[0]) + "\n", sys.stdout)
+        parser.exit()
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse whose errors are one line and exit status 2, like every other bad input; ``--help``
-    still prints the whole usage. Subcommands' parsers are of this class too."""
+    still prints the whole usage. Every parser of this class (subcommands' too) takes ``--version``."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_argument("--version", action=_PrintVersion, help="print the versions of tvmq, TVM and tvm-ffi and exit")
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: usage: {' '.join(message.split())} (see {self.prog} --help)\n")
@@ -115,6 +142,32 @@ def _write_crash_log(prog: str, err: BaseException) -> Path | str:
         return Path(path)
     except OSError as exc:
         return exc.strerror or type(exc).__name__
+
+
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """Keep stdout for the data a command prints after this block (``tvmq-tune --json -``): inside
+    it, whatever writes to stdout (``print``, TVM's and LiteRT's native code, child processes
+    started here) goes to stderr instead."""
+    data = sys.stdout
+    data.flush()
+    saved = None
+    try:
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    except OSError:  # stdout or stderr closed: nothing to keep clean, or nowhere else to write
+        if saved is not None:
+            os.close(saved)
+            saved = None
+    sys.stdout = sys.stderr
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stdout = data
+        if saved is not None:
+            os.dup2(saved, 1)
+            os.close(saved)
 
 
 def exit_with(code: int) -> None:

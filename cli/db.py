@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from datetime import datetime
 
@@ -29,10 +30,12 @@ targets:
 database:
   --db takes a file path or any SQLAlchemy URL (sqlite:///path.db, postgresql://...). The default
   is $TVMQ_DB, else tvmq.db in the working directory. A SQLite database is safe to use from
-  several processes at once; a command waits up to --timeout seconds for another writer.
+  several processes at once; a command waits up to --timeout seconds for another writer. Both go
+  before or after the command (after it, they win).
 
 examples:
   tvmq-db sessions                          what was tuned, when, on which host, how it ended
+  tvmq-db sessions -f json --db other.db    the same as JSON on stdout (every listing takes -f json)
   tvmq-db best --target cascadelake         best schedule per workload for one target
   tvmq-db export ms_db/ --target znver3     write MetaSchedule's JSON database files
   tvmq-db import ms_db/                     read them (e.g. from ms.tune_tasks work_dir)
@@ -44,19 +47,35 @@ examples:
 """
 
 
+#: the subcommands that list what the database holds, each with ``-f json``
+LISTINGS = ("sessions", "workloads", "targets", "best", "check")
+
+
+def add_database_options(p: argparse.ArgumentParser, default) -> None:
+    """``--db`` and ``--timeout``, taken before the subcommand (``default`` None) and after it
+    (``default`` SUPPRESS, so that an option given before it is not overwritten)."""
+    p.add_argument("--db", metavar="URL_OR_PATH", default=default,
+                   help="database file or SQLAlchemy URL (default: $TVMQ_DB or ./tvmq.db)")
+    p.add_argument("--timeout", type=number_in(0.0, 86400.0), metavar="SECONDS", default=default,
+                   help="how long to wait for another process's write lock (default: 30)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="tvmq-db", description=DESCRIPTION,
                        epilog=EPILOG + "\n" + exit_status_help("success", "`check` found problems"),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--db", metavar="URL_OR_PATH",
-                   help="database file or SQLAlchemy URL (default: $TVMQ_DB or ./tvmq.db)")
-    p.add_argument("--timeout", type=number_in(0.0, 86400.0), metavar="SECONDS",
-                   help="how long to wait for another process's write lock (default: 30)")
+    add_database_options(p, default=None)
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def add(name: str, help_: str, desc: str | None = None) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help_, description=desc or help_,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+        s = sub.add_parser(name, help=help_, description=desc or help_,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        # also after the subcommand; SUPPRESS: not given there, it keeps what was given before it
+        add_database_options(s, default=argparse.SUPPRESS)
+        if name in LISTINGS:
+            s.add_argument("-f", "--format", choices=("text", "json"), default="text",
+                           help="text: a table (default); json: one JSON object on stdout, for scripts")
+        return s
 
     s = add("sessions", "list tuning sessions, newest first",
             "List tuning sessions, newest first: model, target, host, trials, status, records.\n"
@@ -118,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(records that only need a tensor intrinsic this tvmq lacks are kept)")
     s.add_argument("--dry-run", action="store_true", help="list what --fix would delete, and why; delete nothing")
     s.add_argument("--json", action="store_true",
-                   help="print the report as JSON (problems, and each broken or deleted record) instead of text")
+                   help="print the report as JSON (problems, and each broken or deleted record) instead of text "
+                        "(the same as -f json)")
 
     add("upgrade", "bring the database to the newest schema revision",
         "Run the schema migrations (Alembic) that this tvmq has and the database lacks, and say\n"
@@ -178,6 +198,20 @@ def resolve_target(db, text: str | None, *, must_exist: bool = True) -> str | No
     raise DatabaseError(f"No records for target {t!r} in {db.where} (stored targets: {shown}).")
 
 
+def print_json(out: Console, db, key: str, rows: list) -> int:
+    """``-f json``: ``{"database": WHERE, key: [each row's fields]}`` on stdout (times in ISO 8601, UTC)."""
+    def plain(row) -> dict:
+        fields = dataclasses.asdict(row)
+        if hasattr(row, "state"):
+            fields["state"] = row.state
+        return fields
+
+    text = json.dumps({"database": db.where, key: [plain(r) for r in rows]}, indent=2,
+                      default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v))
+    out.file.write(text + "\n")
+    return 0
+
+
 # ----------------------------------------------------------------------------------- commands
 
 
@@ -185,6 +219,8 @@ def cmd_sessions(db, args, out: Console) -> int:
     from tvmq.db.heartbeat import stale_after
 
     rows = db.sessions(limit=args.limit)
+    if args.format == "json":
+        return print_json(out, db, "sessions", rows)
     table = Table(title=f"Tuning sessions in {db.where}", title_justify="left")
     for col in ("id", "started (UTC)", "ended", "model", "target", "host", "trials", "records", "status"):
         table.add_column(col, justify="right" if col in ("id", "trials", "records") else "left")
@@ -212,6 +248,8 @@ def cmd_sessions(db, args, out: Console) -> int:
 def cmd_workloads(db, args, out: Console) -> int:
     tj = resolve_target(db, args.target)
     rows = db.workloads(target=tj)
+    if args.format == "json":
+        return print_json(out, db, "workloads", rows)
     table = Table(title=f"Workloads in {db.where}" + (f" with records for {args.target}" if tj else ""),
                   title_justify="left")
     for col in ("id", "name", "structural hash", "records", "targets", "best mean", "added (UTC)"):
@@ -225,6 +263,8 @@ def cmd_workloads(db, args, out: Console) -> int:
 
 def cmd_targets(db, args, out: Console) -> int:
     rows = db.targets()
+    if args.format == "json":
+        return print_json(out, db, "targets", rows)
     table = Table(title=f"Targets in {db.where}", title_justify="left")
     for col in ("key", "cpu", "records", "workloads", "sessions", "sum of best", "last record (UTC)"):
         table.add_column(col, justify="right" if col in ("records", "workloads", "sessions", "sum of best") else "left")
@@ -242,6 +282,8 @@ def cmd_best(db, args, out: Console) -> int:
         raise DatabaseError("--top must be at least 1.")
     tj = resolve_target(db, args.target)
     rows = db.best_records(target=tj, workload_id=args.workload, top_k=args.top)
+    if args.format == "json":
+        return print_json(out, db, "records", rows)
     table = Table(title=f"Best records in {db.where}", title_justify="left")
     for col in ("target", "workload", "name", "record", "mean run time", "runs", "session", "measured (UTC)"):
         table.add_column(col, justify="right" if col in ("workload", "record", "mean run time", "runs", "session")
@@ -297,7 +339,7 @@ def cmd_prune(db, args, out: Console) -> int:
 
 def cmd_check(db, args, out: Console) -> int:
     rep = db.check(deep=not args.quick, fix=args.fix and not args.dry_run, dry_run=args.dry_run)
-    if args.json:
+    if args.json or args.format == "json":
         print(json.dumps({"database": db.where, **rep.to_dict()}, indent=2))
         return 0 if rep.ok else 1
     c = rep.counts

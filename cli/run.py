@@ -33,6 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=run_option("seed"), default=0, help="seed of the synthetic input (default: 0)")
     p.add_argument("--threads", type=run_option("threads"), metavar="N", help="threads (default: those of the build)")
     p.add_argument("--repeat", type=number_in(0), default=0, metavar="N", help="also time N runs (default: 0)")
+    p.add_argument("--compare-tflite", metavar="MODEL",
+                   help="also time the build against TFLite running MODEL (the .tflite it was built from) on the "
+                        "same input and threads, in alternating blocks, and say whether it is faster, slower or "
+                        "indistinguishable at 95%% confidence")
+    p.add_argument("--bench-seconds", type=run_option("bench_seconds"), default=2.0, metavar="S",
+                   help="with --compare-tflite: at least S seconds of timed runs of each engine (default: 2)")
+    p.add_argument("--bench-blocks", type=run_option("bench_blocks"), default=5, metavar="N",
+                   help="with --compare-tflite: at least N blocks of runs of each engine (default: 5)")
     p.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
     return p
 
@@ -71,6 +79,8 @@ def main(argv: list[str] | None = None) -> None:
         result = {"build": str(lib), "model": meta.model, "target": meta.target, "results": results}
         if args.repeat:
             result["latency_ms"] = latency_stats(art.benchmark(samples[0].arrays, repeat=args.repeat))
+        if args.compare_tflite:
+            result["comparison"] = compare_tflite(art, args, samples[0].arrays, console)
         if args.json:
             print(json.dumps(result, indent=2))
             return 0
@@ -85,9 +95,44 @@ def main(argv: list[str] | None = None) -> None:
         if "latency_ms" in result:
             s = result["latency_ms"]
             Console().print(f"latency: median {s['median']:.3f} ms, mean {s['mean']:.3f} ms over {s['runs']} runs")
+        if "comparison" in result:
+            c = result["comparison"]
+            for engine in ("tvm", "tflite"):
+                e = c[engine]
+                Console().print(f"{engine}: median of {e['blocks']} block medians {e['median']:.3f} ms "
+                                f"(95% CI {e['ci95'][0]:.3f}-{e['ci95'][1]:.3f}), {e['runs']} runs", highlight=False)
+            Console().print(c["summary"], highlight=False)
         return 0
 
     exit_with(run_command("tvmq-run", body, console))
+
+
+def compare_tflite(art, args: argparse.Namespace, arrays: list, console: Console) -> dict:
+    """``--compare-tflite``: the build against TFLite on ``args.compare_tflite``, in alternating
+    blocks (:func:`tvmq.stages.measure.compare_engines`); the comparison's JSON and its verdict line."""
+    from rich.markup import escape
+
+    from tvmq.model import Reference
+    from tvmq.options import MeasurementOptions, SourceOptions
+    from tvmq.redact import redact_text
+    from tvmq.report.render import comparison_line
+    from tvmq.stages import Steps, load
+    from tvmq.stages.measure import BlockPlan, compare_engines, same_inputs
+
+    meta, shown = art.metadata, redact_text(args.compare_tflite)
+    model, info = load(SourceOptions(args.compare_tflite), Steps.quiet())
+    same_inputs(meta.inputs, info.inputs, str(art.path), shown)
+    if info.sha256 != meta.model_sha256:
+        console.print(f"[yellow]tvmq-run: warning:[/] {escape(shown)} is not the model {escape(meta.model)} this "
+                      "build was made from (another sha256): timing it anyway", highlight=False, soft_wrap=True)
+    threads = args.threads or meta.threads
+    reference = Reference(model, num_threads=threads)
+    plan = BlockPlan.for_options(MeasurementOptions(bench_seconds=args.bench_seconds, bench_blocks=args.bench_blocks,
+                                                    repeat=1))
+    with Steps(console).step("benchmark", f"time the build and {reference.interpreter} in alternating blocks "
+                                          f"({threads} threads)"):
+        latencies = compare_engines(art.runnable.timed_call(arrays), reference.timed_call(arrays), plan, threads)
+    return {**latencies.to_dict(), "reference": reference.name, "summary": comparison_line(latencies)}
 
 
 if __name__ == "__main__":

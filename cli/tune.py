@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
 from pathlib import Path
 
 from rich.console import Console
 
-from .common import ArgumentParser, exit_status_help, exit_with, layout, quiet_native_logs, run_command, run_option
+from .common import (ArgumentParser, exit_status_help, exit_with, layout, quiet_native_logs, run_command, run_option,
+                     stdout_to_stderr)
 
 DESCRIPTION = """\
 Tune a pre-quantized (uint8/int8) TFLite model for a CPU with Apache TVM, build it, check that
@@ -23,8 +26,9 @@ One run does, in order:
      (int8 dot products it has none for: MetaSchedule's first design-space point);
   5. run every input (--image) through the build and through the TFLite interpreter and compare
      the top-5 (ties are interchangeable) and every output value;
-  6. benchmark both with the same thread count and write the report (terminal, JSON, Markdown)
-     and the compiled library (model.so + model.json, loadable by tvmq-run).
+  6. benchmark both with the same thread count, in alternating blocks of runs in this process,
+     with a 95% bootstrap interval of the tvmq/TFLite ratio (faster, slower or
+     indistinguishable), and write the report (terminal, JSON, Markdown) and the compiled library (model.so + model.json, loadable by tvmq-run).
 """
 
 EPILOG = """\
@@ -61,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--model", default=DEFAULT, metavar="PATH_OR_URL",
                       help=f"the .tflite model: a path, an http(s) URL (cached; add #sha256=HEX to pin "
                            f"it; its user:password@ and ?query are sent, never printed or stored), or "
-                           f"builtin:NAME (default: {DEFAULT}, made offline with TensorFlow)")
+                           f"builtin:NAME (default: {DEFAULT}, shipped with tvmq)")
     what.add_argument("--target", default="native", metavar="NAME",
                       help="target profile name or alias (default: native, the closest profile to "
                            "this host); see --list-targets")
@@ -75,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "database does not cover yet for this target, heaviest first (a budget under two rounds "
                            "of every task skips those worth under 2%% of the untuned time); 0 tunes nothing "
                            "and builds from the database alone")
+    tune.add_argument("--budget", type=duration, metavar="TIME",
+                      help="tune until this much wall-clock time is spent (90s, 5m, 1h), then build; --trials, "
+                           "when given too, still caps the trials")
     tune.add_argument("--retune", action="store_true",
                       help="also search tasks the database already covers (the search starts from their records)")
     tune.add_argument("--trials-per-task", type=run_option("trials_per_task"), metavar="N",
@@ -106,12 +113,19 @@ def build_parser() -> argparse.ArgumentParser:
     out = p.add_argument_group("output")
     out.add_argument("--out", type=Path, metavar="DIR",
                      help="folder for model.so, model.json and the reports (default: tvmq_out/MODEL-TARGET)")
-    out.add_argument("--json", type=Path, metavar="PATH", help="also write the JSON report here")
+    out.add_argument("--json", type=Path, metavar="PATH",
+                     help="also write the JSON report here; - writes it to stdout, and nothing else goes there")
     run = p.add_argument_group("running and measuring")
     run.add_argument("--threads", type=run_option("threads"), metavar="N",
                      help="threads for TVM and TFLite alike (default: the profile's, at most the host's cores)")
-    run.add_argument("--repeat", type=run_option("repeat"), default=30, metavar="N",
-                     help="benchmark runs of each engine (default: 30)")
+    run.add_argument("--bench-seconds", type=run_option("bench_seconds"), metavar="S",
+                     help="benchmark: time TVM and TFLite in alternating blocks of runs until each has at least S "
+                          "seconds of timed runs (default: 2; the benchmark ends after max(30, 4*S) seconds "
+                          "in any case)")
+    run.add_argument("--bench-blocks", type=run_option("bench_blocks"), metavar="N",
+                     help="benchmark: at least N blocks of each engine, the samples of its 95%% interval (default: 5)")
+    run.add_argument("--repeat", type=run_option("repeat"), metavar="N",
+                     help="benchmark: at least N timed runs of each engine (default: 10; on an RPC device exactly N)")
     run.add_argument("--tolerance", type=run_option("tolerance"), metavar="UNITS",
                      help="largest difference allowed on any output, in quantized units (default: 0 with --int8, "
                           "whose builds are compared with the TFLite kernels they compute: reference kernels for "
@@ -131,6 +145,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def duration(text: str) -> float:
+    """argparse ``type=`` of ``--budget``: :func:`tvmq.options.parse_duration`."""
+    from tvmq.errors import UsageError
+    from tvmq.options import parse_duration
+
+    try:
+        return parse_duration(text)
+    except UsageError as err:
+        raise argparse.ArgumentTypeError(err.message.replace("a duration ", "", 1)) from None
+
+
 def main(argv: list[str] | None = None) -> None:
     quiet_native_logs()
     args = build_parser().parse_args(argv)
@@ -146,7 +171,15 @@ def main(argv: list[str] | None = None) -> None:
         from tvmq.options import RunOptions
 
         flat = {k: v for k, v in vars(args).items() if k != "list_targets"}
-        report = pipeline.run(RunOptions.from_mapping(flat), console)
+        json_to_stdout = str(args.json) == "-"  # the report on stdout; report.json in --out as always
+        if json_to_stdout:
+            flat["json"] = None
+        with stdout_to_stderr() if json_to_stdout else contextlib.nullcontext():
+            report = pipeline.run(RunOptions.from_mapping(flat), console)
+        if json_to_stdout:
+            from tvmq.report.render import to_json
+
+            sys.stdout.write(to_json(report))
         return 0 if report.verdict in ("pass", "built") else 1
 
     exit_with(run_command("tvmq-tune", body, console))

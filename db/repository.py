@@ -64,7 +64,7 @@ def session_info(row: TuningSessionRow, num_records: int, stale_before: datetime
         tvm_version=row.tvm_version, host_name=row.host_name, host_cpu=row.host_cpu,
         trials_requested=row.trials_requested, trials_done=row.trials_done or 0,
         started_at=row.started_at, ended_at=row.ended_at, status=row.status, num_records=num_records,
-        heartbeat_at=row.heartbeat_at,
+        heartbeat_at=row.heartbeat_at, note=row.note,
         stale=row.status == "running" and last_sign < stale_before,
     )
 

@@ -26,6 +26,7 @@ class SessionInfo:
     num_records: int = 0
     heartbeat_at: datetime | None = None  # the last sign of life (the server's clock, UTC)
     stale: bool = False  # "running", but no heartbeat for longer than the grace period
+    note: str | None = None  # what began it said of it (tvmq-release: the pair and its budget)
 
     @property
     def state(self) -> str:

@@ -5,7 +5,7 @@
 - :func:`make_inputs` turns images (or nothing: a deterministic synthetic input) into arrays.
 - :class:`Reference` runs the TFLite interpreter (LiteRT where it imports) for verification
   and benchmarking.
-- :func:`builtin_model` makes the default offline model with TensorFlow's converter.
+- :mod:`.builtin` holds the shipped default model (``builtin:NAME``) and the TensorFlow recipe that made it.
 """
 
 from .loader import LoadedModel, load_model

@@ -12,16 +12,18 @@ model without dying.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from tvmq.errors import TruncatedModel, one_line
+from tvmq.errors import MissingDependency, TruncatedModel, one_line
 
 from .loader import LoadedModel
 
@@ -44,10 +46,29 @@ def _resolver(kernels: str):
     try:
         from ai_edge_litert.interpreter import OpResolverType
     except ImportError:
-        import tensorflow as tf
-
-        OpResolverType = tf.lite.experimental.OpResolverType
+        OpResolverType = _tensorflow().lite.experimental.OpResolverType
     return getattr(OpResolverType, KERNELS[kernels][0])
+
+
+#: what to install where LiteRT's wheel does not exist (its platform marker in pyproject.toml)
+NO_INTERPRETER = ("no TFLite interpreter: LiteRT (ai-edge-litert) is not installed on this platform, and "
+                  "neither is TensorFlow, whose tf.lite stands in for it: pip install 'tvmq[convert]'")
+
+
+def _tensorflow():
+    """TensorFlow, the fallback interpreter, or a clear :class:`MissingDependency`."""
+    try:
+        import tensorflow as tf
+    except ImportError:
+        raise MissingDependency(NO_INTERPRETER) from None
+    return tf
+
+
+def require_interpreter() -> None:
+    """Raise :class:`MissingDependency` unless LiteRT or TensorFlow can be imported (found, not
+    imported: cheap)."""
+    if not any(importlib.util.find_spec(name) for name in ("ai_edge_litert", "tensorflow")):
+        raise MissingDependency(NO_INTERPRETER)
 
 
 def interpreter_class():
@@ -59,8 +80,7 @@ def interpreter_class():
 
         return litert.Interpreter, f"LiteRT {getattr(ai_edge_litert, '__version__', '')}".strip()
     except ImportError:
-        import tensorflow as tf
-
+        tf = _tensorflow()
         return tf.lite.Interpreter, f"tf.lite {tf.__version__}"
 
 
@@ -118,6 +138,7 @@ def litert_refusal(content: bytes, sha256: str, allocate: bool = True) -> Refusa
 
 
 def _ask_child(content: bytes, allocate: bool) -> Refusal | None:
+    require_interpreter()  # else the child would die of the ImportError, which is not the model's doing
     argv = [sys.executable, "-c", _CHILD, "allocate" if allocate else "build"]
     try:
         done = subprocess.run(argv, input=content, capture_output=True, timeout=ALLOCATE_TIMEOUT_S,
@@ -192,14 +213,20 @@ class Reference:
         """One inference on the inputs the last ``run``/``benchmark`` set (nothing copied)."""
         self._it.invoke()
 
+    def timed_call(self, arrays: list[np.ndarray]) -> Callable[[], None]:
+        """One inference on ``arrays``, set as the inputs once, here: what the benchmark times
+        (:func:`tvmq.stages.measure.alternate_blocks`)."""
+        self._set(arrays)
+        return self._it.invoke
+
     def benchmark(self, arrays: list[np.ndarray], repeat: int, warmup: int = 3) -> list[float]:
         """Wall-clock seconds of ``repeat`` invocations after ``warmup`` ones."""
-        self._set(arrays)
+        invoke = self.timed_call(arrays)
         for _ in range(warmup):
-            self._it.invoke()
+            invoke()
         times = []
         for _ in range(repeat):
             start = time.perf_counter()
-            self._it.invoke()
+            invoke()
             times.append(time.perf_counter() - start)
         return times

@@ -6,27 +6,50 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field, replace
 
-from .stats import LatencyStats
+from .stats import Comparison, LatencyStats
 from .verify import ImageVerdict
 
 REPORT_FORMAT = 1
 
 
 @dataclass(frozen=True)
+class BenchMethod:
+    """How the latencies were measured. ``timing``: ``"alternating-blocks"`` (both engines here, in
+    turn, the same Python loop around one inference: :func:`tvmq.stages.measure.alternate_blocks`)
+    or ``"rpc-time-evaluator"`` (the build on an RPC device timed by TVM's time evaluator, TFLite
+    on this host: not paired, each run its own block)."""
+
+    timing: str
+    clock: str
+    threads: int
+    blocks: int  # rounds measured (blocks of each engine)
+    min_total_s: float  # asked: at least this much timed per engine
+    min_blocks: int
+    seconds: float  # wall-clock time the measurement took
+    capped: bool = False  # stopped by the hard cap before the minimums were met
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class Latencies:
-    """The benchmark: tvmq's build and TFLite on the same input and thread count, and the
-    untuned build where the run had tuned schedules to compare with."""
+    """The benchmark: tvmq's build and TFLite on the same input and thread count, compared with
+    bootstrap intervals (``comparison``), and the untuned build where the run had tuned schedules
+    to compare with."""
 
     tvm: LatencyStats
     tflite: LatencyStats
     tvm_untuned: LatencyStats | None = None
+    comparison: Comparison | None = None
+    method: BenchMethod | None = None
 
     def with_untuned(self, untuned: LatencyStats) -> Latencies:
         return replace(self, tvm_untuned=untuned)
 
     @property
     def ratio_tvm_over_tflite(self) -> float | None:
-        return _ratio(self.tvm, self.tflite)
+        return self.comparison.ratio if self.comparison else _ratio(self.tvm, self.tflite)
 
     @property
     def speedup_tuned_over_untuned(self) -> float | None:
@@ -35,6 +58,11 @@ class Latencies:
     def to_dict(self) -> dict:
         d = {"tvm": self.tvm.to_dict(), "tflite": self.tflite.to_dict(),
              "ratio_tvm_over_tflite": self.ratio_tvm_over_tflite}
+        if self.comparison is not None:
+            d["ratio_ci95"] = list(self.comparison.ratio_ci95)
+            d["comparison"] = self.comparison.verdict
+        if self.method is not None:
+            d["method"] = self.method.to_dict()
         if self.tvm_untuned is not None:
             d["tvm_untuned"] = self.tvm_untuned.to_dict()
             d["speedup_tuned_over_untuned"] = self.speedup_tuned_over_untuned
@@ -142,4 +170,4 @@ class Report:
         return d
 
 
-__all__ = ["ArtifactSection", "HostSection", "Latencies", "LatencyStats", "Report", "TargetSection", "Transforms"]
+__all__ = ["ArtifactSection", "BenchMethod", "HostSection", "Latencies", "LatencyStats", "Report", "TargetSection", "Transforms"]

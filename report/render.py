@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .model import Report
+from .stats import FASTER, SLOWER
 from .verify import ImageVerdict
 
 
@@ -85,6 +86,7 @@ def verification_table(report: Report) -> Table:
 
 _ENGINES = {"tvm": "tvmq (TVM)", "tvm_untuned": "tvmq untuned", "tflite": "TFLite (XNNPACK)"}
 _STATS = ("median", "mean", "std", "min", "max")
+_COLUMNS = ("median", "95% CI", "mean", "std", "min", "max", "runs", "blocks")
 
 
 def _engine_rows(report: Report) -> list[tuple[str, object]]:
@@ -93,22 +95,66 @@ def _engine_rows(report: Report) -> list[tuple[str, object]]:
     return [(key, s) for key, s in rows if s is not None and s.runs]
 
 
+def _ci_text(ci, unit: str = "") -> str:
+    return "-" if ci is None else f"{ci[0]:.3f}-{ci[1]:.3f}{unit}"
+
+
+def _cells(s) -> list[str]:
+    """One engine's row: median, its interval, mean, std, min, max (ms), runs, blocks."""
+    return [_fmt_ms(s.median), _ci_text(s.ci95), *(_fmt_ms(getattr(s, k)) for k in _STATS[1:]), str(s.runs),
+            "-" if s.blocks is None else str(s.blocks)]
+
+
 def latency_table(report: Report) -> Table:
     table = Table(title=f"Latency (ms, {report.target.threads} threads)", title_justify="left")
-    for col in ("engine", *_STATS, "runs"):
+    for col in ("engine", *_COLUMNS):
         table.add_column(col, justify="right" if col != "engine" else "left")
     for key, s in _engine_rows(report):
-        table.add_row(_ENGINES[key], *(_fmt_ms(getattr(s, k)) for k in _STATS), str(s.runs))
+        table.add_row(_ENGINES[key], *_cells(s))
     return table
+
+
+def comparison_line(latencies) -> str | None:
+    """The verdict of the benchmark in words, with the 95% interval of the ratio: "tvmq is 1.23x
+    faster than TFLite (95% CI 1.15-1.31x)"; None without a comparison (``latencies``: a Latencies)."""
+    c = latencies.comparison
+    if c is None:
+        return None
+    lo, hi = c.ratio_ci95
+    if c.verdict == FASTER:
+        return f"tvmq is {1 / c.ratio:.2f}x faster than TFLite (95% CI {1 / hi:.2f}-{1 / lo:.2f}x)"
+    if c.verdict == SLOWER:
+        return f"tvmq is {c.ratio:.2f}x slower than TFLite (95% CI {lo:.2f}-{hi:.2f}x)"
+    return (f"tvmq is indistinguishable from TFLite at 95% confidence "
+            f"(tvmq/TFLite {c.ratio:.2f}x, 95% CI {lo:.2f}-{hi:.2f}x)")
+
+
+def method_line(latencies) -> str | None:
+    """How the latencies were measured, in words; None when the report does not say."""
+    m = latencies.method
+    if m is None:
+        return None
+    if m.timing == "rpc-time-evaluator":
+        return (f"measured: TVM on the RPC device by its time evaluator, TFLite on this host, {m.blocks} runs each, "
+                f"{m.threads} threads: not side by side, each run its own sample")
+    capped = f"; stopped by the {m.seconds:.0f} s cap before the minimums" if m.capped else ""
+    return (f"measured: {m.blocks} rounds of alternating blocks in one process (at least {m.min_total_s:g} s and "
+            f"{m.min_blocks} blocks per engine), {m.threads} threads, {m.clock} around each inference{capped}")
 
 
 def ratio_lines(report: Report) -> list[str]:
     lat = report.latencies
     lines = []
-    if lat.ratio_tvm_over_tflite is not None:
+    verdict = comparison_line(lat)
+    if verdict is not None:
+        lines.append(verdict)
+    elif lat.ratio_tvm_over_tflite is not None:
         lines.append(f"tvmq / TFLite median latency: {lat.ratio_tvm_over_tflite:.2f}x")
     if lat.speedup_tuned_over_untuned is not None:
         lines.append(f"tuned speed-up over untuned: {lat.speedup_tuned_over_untuned:.2f}x")
+    how = method_line(lat)
+    if how is not None:
+        lines.append(how)
     return lines
 
 
@@ -154,9 +200,10 @@ def to_markdown(report: Report) -> str:
             lines += ["", "### Tensor by tensor (--explain-mismatch)", ""] + [f"- {ln}" for ln in report.mismatch.lines()]
         lines.append("")
     if report.latencies:
-        lines += ["## Latency (ms)", "", "| engine | median | mean | std | min | max | runs |", "|---|---|---|---|---|---|---|"]
+        lines += ["## Latency (ms)", "", "| engine | " + " | ".join(_COLUMNS) + " |",
+                  "|---" * (len(_COLUMNS) + 1) + "|"]
         for key, s in _engine_rows(report):
-            lines.append(f"| {key} | " + " | ".join(_fmt_ms(getattr(s, k)) for k in _STATS) + f" | {s.runs} |")
+            lines.append(f"| {key} | " + " | ".join(_cells(s)) + " |")
         lines.append("")
         lines += [f"{line}  " for line in ratio_lines(report)]
         lines.append("")
@@ -169,10 +216,15 @@ def to_markdown(report: Report) -> str:
     return "\n".join(lines)
 
 
+def to_json(report: Report) -> str:
+    """The JSON report (``report.json``, and ``tvmq-tune --json -``'s stdout)."""
+    return json.dumps(report.to_dict(), indent=2, default=str) + "\n"
+
+
 def write_reports(report: Report, json_path: Path | None, md_path: Path | None) -> None:
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n")
+        json_path.write_text(to_json(report))
     if md_path is not None:
         md_path.parent.mkdir(parents=True, exist_ok=True)
         md_path.write_text(to_markdown(report))

@@ -4,8 +4,10 @@ On a shared 2-core host TFLite's own median moves by 20-30% between runs of the 
 two numbers taken minutes apart (what ``tvmq-tune``'s report and ``bench_int8.py`` print) can
 disagree on which engine is faster. This loads everything into one process and alternates
 blocks of runs: ``--blocks`` rounds of ``--runs`` invocations of TFLite (LiteRT, XNNPACK), then of
-each library, on the same random input, with the same thread count. It prints each engine's
-median of block medians and its ratio to TFLite.
+each library, on the same random input, with the same thread count, each timed by the loop
+``tvmq-tune``'s benchmark uses (:func:`tvmq.stages.measure.alternate_blocks`). It prints each
+engine's median of block medians, its ratio to TFLite with the 95% bootstrap interval (blocks
+resampled by round) and whether that says faster, slower or indistinguishable.
 
     python scripts/bench_interleaved.py MODEL.tflite tvmq_out/A [tvmq_out/B ...] [--threads 2]
 
@@ -17,36 +19,19 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
+from tvmq.stages.measure import SETTLE_S, BlockPlan, alternate_blocks
 
 
-def _block(fn, runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
-
-
-def interleave(engines: dict, blocks: int, runs: int, settle_s: float = 0.05) -> dict[str, list[float]]:
-    """Each engine's block medians (ms): a warm-up block each, then ``blocks`` rounds of one block
-    of ``runs`` invocations per engine, in turn, so that every engine sees the same host moments.
-
-    Each block starts ``settle_s`` after the previous one ended: TVM's and XNNPACK's worker
-    threads spin for a while after a parallel job before they sleep, and a short block of the
-    other engine run in that while would compete with them for the cores."""
-    for fn in engines.values():
-        _block(fn, 5)
-    out: dict[str, list[float]] = {name: [] for name in engines}
-    for _ in range(blocks):
-        for name, fn in engines.items():
-            time.sleep(settle_s)
-            out[name].append(_block(fn, runs))
-    return out
+def interleave(engines: dict, blocks: int, runs: int, settle_s: float = SETTLE_S) -> dict[str, list[float]]:
+    """Each engine's block medians (ms): five warm-up runs each, then ``blocks`` rounds of one block
+    of ``runs`` invocations per engine (:func:`tvmq.stages.measure.alternate_blocks`, which says
+    why each block waits ``settle_s`` first)."""
+    plan = BlockPlan(min_total_s=0.0, min_blocks=blocks, min_block_s=0.0, block_runs=runs, max_blocks=blocks,
+                     max_total_s=float("inf"), warmup_runs=5, settle_s=settle_s)
+    timed = alternate_blocks(engines, plan)
+    return {name: timed.medians_ms(name) for name in engines}
 
 
 def main() -> int:
@@ -63,8 +48,9 @@ def main() -> int:
 
     from tvmq.model import inspect_model, load_model, make_inputs
     from tvmq.model.reference import Reference
+    from tvmq.report.stats import compare_block_medians
     from tvmq.tuner.artifact import load
-    from tvmq.tuner.compile import input_tensors, set_threads
+    from tvmq.tuner.compile import set_threads
 
     set_threads(args.threads)
     loaded = load_model(args.model)
@@ -74,18 +60,22 @@ def main() -> int:
     engines = {f"TFLite ({ref.interpreter}, XNNPACK)": ref.invoke}  # run() above set the input
     for lib in args.libraries:
         art = load(Path(lib))
-        vm, inputs = art.runnable.vm, input_tensors(sample.arrays)
-        engines[str(lib)] = lambda vm=vm, inputs=inputs: vm["main"](*inputs)
+        engines[str(lib)] = art.runnable.timed_call(sample.arrays)
     blocks = interleave(engines, args.blocks, args.runs)
     medians = {name: statistics.median(v) for name, v in blocks.items()}
-    base = next(iter(medians.values()))
+    base_name = next(iter(blocks))
     table = Table(title=f"{loaded.name}: {args.blocks} interleaved blocks of {args.runs} runs, "
                         f"{args.threads} threads (ms)", title_justify="left")
-    for col in ("engine", "median of block medians", "min block", "max block", "ratio to TFLite"):
-        table.add_column(col, justify="left" if col == "engine" else "right")
+    for col in ("engine", "median of block medians", "min block", "max block", "ratio to TFLite", "95% CI", "verdict"):
+        table.add_column(col, justify="left" if col in ("engine", "verdict") else "right")
     for name, m in medians.items():
-        table.add_row(name, f"{m:.3f}", f"{min(blocks[name]):.3f}", f"{max(blocks[name]):.3f}", f"{m / base:.3f}")
-    Console(width=160).print(table)
+        ratio, ci, verdict = 1.0, "", ""
+        if name != base_name:
+            c = compare_block_medians(blocks[name], blocks[base_name])
+            ratio, ci, verdict = c.ratio, f"{c.ratio_ci95[0]:.3f}-{c.ratio_ci95[1]:.3f}", c.verdict
+        table.add_row(name, f"{m:.3f}", f"{min(blocks[name]):.3f}", f"{max(blocks[name]):.3f}", f"{ratio:.3f}", ci,
+                      verdict)
+    Console(width=180).print(table)
     return 0
 
 

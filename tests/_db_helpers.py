@@ -65,3 +65,19 @@ def fill(msdb, mod, n: int, seed: int = 0, base: float = 1e-3) -> list[float]:
                                               secs, seed=seed * 1000 + i))
         means.append(sum(secs) / len(secs))
     return means
+
+
+def listed_database(path):
+    """A SQLite database at ``path`` for the listings: one finished session on cascadelake with two
+    workloads (5 and 3 records), and 2 records on znver3 from no session."""
+    from tvmq.db import open_database
+
+    db = open_database(path)
+    sid = db.begin_session(model_name="mobilenet_v1", target_profile="cascadelake", target=target(),
+                           trials_requested=64)
+    fill(db.scoped(target(), session_id=sid), matmul(), 5)
+    fill(db.scoped(target(), session_id=sid), matmul(32), 3, seed=2)
+    db.end_session(sid, "finished", trials_done=8)
+    fill(db.scoped(target(ZNVER3)), matmul(), 2, seed=3)
+    db.close()
+    return path

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_helpers import run_main
+from tests.cli_helpers import run_main, untuned_build
 from tvmq.errors import ArtifactError
 from tvmq.tuner import artifact
 
@@ -33,17 +33,7 @@ __attribute__((constructor)) static void planted(void) {
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, model_factory) -> Path:
     """An untuned build of the small uint8 model for this host, one thread."""
-    from tvmq.options import CodegenOptions, SourceOptions, TargetOptions
-    from tvmq.stages import Steps, build, export, load, lower, plan, prepare
-
-    steps = Steps.quiet()
-    plan_ = plan(TargetOptions(name="native", threads=1), steps)
-    model, info = load(SourceOptions(model=str(model_factory.path("uint8"))), steps)
-    prepared = prepare(model, info, plan_.profile, CodegenOptions(), steps)
-    lowered = lower(prepared, plan_.target, steps)
-    out = tmp_path_factory.mktemp("built") / "build"
-    export(build(lowered, None, "naive", steps), prepared, plan_, out, steps)
-    return out
+    return untuned_build(model_factory.path("uint8"), tmp_path_factory.mktemp("built") / "build")
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from tvm.s_tir import meta_schedule as ms
 
-from tests._db_helpers import ZNVER3, fill, matmul, target
+from tests._db_helpers import listed_database
 from tvmq.cli.db import build_parser, main
 from tvmq.db import open_database
 
@@ -28,16 +28,7 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 
 @pytest.fixture
 def dbfile(tmp_path: Path) -> Path:
-    path = tmp_path / "tvmq.db"
-    db = open_database(path)
-    sid = db.begin_session(model_name="mobilenet_v1", target_profile="cascadelake", target=target(),
-                           trials_requested=64)
-    fill(db.scoped(target(), session_id=sid), matmul(), 5)
-    fill(db.scoped(target(), session_id=sid), matmul(32), 3, seed=2)
-    db.end_session(sid, "finished", trials_done=8)
-    fill(db.scoped(target(ZNVER3)), matmul(), 2, seed=3)
-    db.close()
-    return path
+    return listed_database(tmp_path / "tvmq.db")
 
 
 def test_help_reads_like_a_manual(capsys) -> None:

@@ -34,7 +34,8 @@ def _explained(capsys, tmp_path, model_factory):
     """``tvmq-tune --int8 --explain-mismatch`` on the small int8 CNN, untuned: exit status, output, report."""
     report_path = tmp_path / "r.json"
     rc, err = run_tune(capsys, ["--model", str(model_factory.path("int8")), "--int8", "--trials", "0",
-                                "--repeat", "1", "--explain-mismatch", "--out", str(tmp_path / "o"),
+                                "--repeat", "1", "--bench-seconds", "0", "--explain-mismatch",
+                                "--out", str(tmp_path / "o"),
                                 "--json", str(report_path), "--db", str(tmp_path / "t.db")])
     return rc, err, (load_json(report_path) if report_path.exists() else None)
 

@@ -403,7 +403,8 @@ def test_no_secret_in_any_output_of_a_run(capsys, cache, tmp_path, model_factory
     out, report = tmp_path / "out", tmp_path / "r.json"
     with serve(_auth_server_respond(model)) as url:
         source = f"http://user:{SECRET_PASSWORD}@{url[7:]}/m.tflite?token={SECRET_TOKEN}"
-        rc, text = run_tune(capsys, ["--model", source, "--trials", "0", "--repeat", "1", "--out", str(out),
+        rc, text = run_tune(capsys, ["--model", source, "--trials", "0", "--repeat", "1", "--bench-seconds", "0",
+                                     "--out", str(out),
                                      "--json", str(report), "--db", str(tmp_path / "t.db")])
     assert rc == 0, text
     written = [report, out / "report.md", out / "model.json"]

@@ -31,7 +31,8 @@ def test_made_model_end_to_end(capsys, tmp_path, model_factory, photo):
     labels.write_text("\n".join(f"class{i}" for i in range(10)) + "\n")
     rc, err = run_tune(capsys, ["--model", str(model_factory.path("uint8")), "--image", str(photo),
                                 "--labels", str(labels), "--out", str(out), "--json", str(report_path),
-                                "--trials", "0", "--repeat", "5", "--db", str(tmp_path / "t.db")])
+                                "--trials", "0", "--repeat", "5", "--bench-seconds", "0.1",
+                                "--db", str(tmp_path / "t.db")])
     assert rc == 0, err
     r = load_json(report_path)
     assert r["verdict"] == "pass"
@@ -42,14 +43,18 @@ def test_made_model_end_to_end(capsys, tmp_path, model_factory, photo):
     assert img["outputs"][0]["max_abs_diff"] <= 2
     for engine in ("tvm", "tflite"):
         s = r["latency_ms"][engine]
-        assert s["runs"] == 5 and 0 < s["min"] <= s["median"] <= s["max"]
-    assert r["latency_ms"]["ratio_tvm_over_tflite"] == pytest.approx(
-        r["latency_ms"]["tvm"]["median"] / r["latency_ms"]["tflite"]["median"])
+        assert s["runs"] >= 5 and 0 < s["min"] <= s["median"] <= s["max"]
+        assert s["blocks"] >= 5 and s["ci95"][0] <= s["median"] <= s["ci95"][1]
+    lat = r["latency_ms"]
+    assert lat["ratio_tvm_over_tflite"] == pytest.approx(lat["tvm"]["median"] / lat["tflite"]["median"])
+    assert lat["ratio_ci95"][0] <= lat["ratio_tvm_over_tflite"] <= lat["ratio_ci95"][1]
+    assert lat["comparison"] in ("faster", "slower", "indistinguishable")
+    assert lat["method"]["timing"] == "alternating-blocks" and lat["method"]["min_total_s"] == 0.1
     assert r["model"]["quantization"] == "int8 per-channel"
     assert r["target"]["tvm_target"]["kind"] == "llvm"
     assert r["versions"]["tvm"].startswith("0.2")
     md = (out / "report.md").read_text()
-    assert "verdict: **pass**" in md and "Latency" in md
+    assert "verdict: **pass**" in md and "Latency" in md and "TFLite" in md and "95% CI" in md
     assert (out / "model.so").stat().st_size > 0
 
     # The exported library runs again without recompiling and predicts the same classes.
@@ -65,7 +70,8 @@ def test_int8_io_with_several_outputs(capsys, tmp_path, model_factory):
     """Non-classification outputs are compared element-wise; no image means a synthetic input."""
     report_path = tmp_path / "r.json"
     rc, err = run_tune(capsys, ["--model", str(model_factory.path("segmentation")), "--out", str(tmp_path / "o"),
-                                "--json", str(report_path), "--trials", "0", "--repeat", "3", "--db", str(tmp_path / "t.db")])
+                                "--json", str(report_path), "--trials", "0", "--repeat", "3", "--bench-seconds", "0.1",
+                                "--db", str(tmp_path / "t.db")])
     assert rc == 0, err
     r = load_json(report_path)
     (img,) = r["images"]
@@ -89,7 +95,7 @@ def test_verification_failure_exits_one(capsys, tmp_path, model_factory, monkeyp
     monkeypatch.setattr(Reference, "run", shifted)
     report_path = tmp_path / "r.json"
     rc, err = run_tune(capsys, ["--model", str(model_factory.path("segmentation")), "--out", str(tmp_path / "o"),
-                                "--json", str(report_path), "--trials", "0", "--repeat", "1",
+                                "--json", str(report_path), "--trials", "0", "--repeat", "1", "--bench-seconds", "0.1",
                                 "--db", str(tmp_path / "t.db")])
     assert rc == 1, err
     report = load_json(report_path)
@@ -138,6 +144,7 @@ def test_real_model_matches_tflite(capsys, tmp_path, models_dir, model, image):
     rc, err = run_tune(capsys, ["--model", str(models_dir / model), "--image", str(models_dir / image),
                                 str(models_dir / "grace_hopper.bmp"), "--labels", str(models_dir / "imagenet_labels.txt"),
                                 "--out", str(tmp_path / "o"), "--json", str(report_path), "--trials", "0", "--repeat", "3",
+                                "--bench-seconds", "0.1",
                                 "--db", str(tmp_path / "t.db")])
     assert rc == 0, err
     r = load_json(report_path)
@@ -155,6 +162,7 @@ def test_int8_path_end_to_end(capsys, tmp_path, model_factory, photo):
     report_path = tmp_path / "r.json"
     rc, err = run_tune(capsys, ["--model", str(model_factory.path("uint8")), "--image", str(photo), "--int8",
                                 "--out", str(tmp_path / "o"), "--json", str(report_path), "--trials", "0", "--repeat", "3",
+                                "--bench-seconds", "0.1",
                                 "--db", str(tmp_path / "t.db")])
     assert rc == 0, err
     r = load_json(report_path)
@@ -169,6 +177,7 @@ def test_int8_path_on_a_real_model(capsys, tmp_path, models_dir):
     rc, err = run_tune(capsys, ["--model", str(models_dir / "mobilenet_v1_0.25_128_quant.tflite"), "--int8",
                                 "--image", str(models_dir / "cat.bmp"), "--labels", str(models_dir / "imagenet_labels.txt"),
                                 "--out", str(tmp_path / "o"), "--json", str(report_path), "--trials", "0", "--repeat", "3",
+                                "--bench-seconds", "0.1",
                                 "--db", str(tmp_path / "t.db")])
     assert rc == 0, err
     r = load_json(report_path)
@@ -191,7 +200,7 @@ def test_int8_requant_modes_on_a_real_model(capsys, tmp_path, models_dir):
         rc, err = run_tune(capsys, ["--model", str(models_dir / "mobilenet_v1_0.25_128_quant.tflite"), "--int8",
                                     "--requant", mode, "--image", str(models_dir / "cat.bmp"),
                                     str(models_dir / "parrot.jpg"), "--out", str(tmp_path / mode), "--json",
-                                    str(report_path), "--trials", "0", "--repeat", "3",
+                                    str(report_path), "--trials", "0", "--repeat", "3", "--bench-seconds", "0.1",
                                     "--db", str(tmp_path / "t.db")])
         assert rc == 0, err
         r = load_json(report_path)

@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _tune_argv(model: Path, db: Path, out: Path, report: Path, trials: int, *extra: str) -> list[str]:
     return ["--model", str(model), "--db", str(db), "--out", str(out), "--json", str(report),
-            "--trials", str(trials), "--repeat", "5", *extra]
+            "--trials", str(trials), "--repeat", "5", "--bench-seconds", "0.1", *extra]
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 
 import numpy as np
 
@@ -107,6 +108,12 @@ class Runnable:
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         return outputs_to_numpy(self.vm["main"](*input_tensors(arrays)))
+
+    def timed_call(self, arrays: list[np.ndarray]) -> Callable[[], object]:
+        """One inference of ``main`` on ``arrays``, copied into tensors once, here: what the
+        benchmark times (:func:`tvmq.stages.measure.alternate_blocks`)."""
+        main, inputs = self.vm["main"], input_tensors(arrays)
+        return lambda: main(*inputs)
 
     def benchmark(self, arrays: list[np.ndarray], repeat: int, warmup: int = 3) -> list[float]:
         """Seconds of ``repeat`` single runs (Relax VM time evaluator) after ``warmup`` runs."""

@@ -207,6 +207,14 @@ class RemoteRunnable:
             self.device = self.session.device(device, 0)
             self.vm = relax.VirtualMachine(rlib, self.device)
 
+    def close(self) -> None:
+        """Give the device back to the tracker now, not when the session times out: a second
+        build (the untuned one) would otherwise wait for it where the key has one server."""
+        import gc
+
+        self.vm = self.device = self.session = None
+        gc.collect()
+
     @contextlib.contextmanager
     def _stage(self, stage: str):
         try:

@@ -51,6 +51,7 @@ class TuneConfig:
     runner_timeout_s: float = 30.0
     build_timeout_s: float = 60.0
     measure_untuned: bool = True
+    budget_s: float | None = None  # wall-clock seconds for the whole search; then every task stops
     work_dir: Path = Path("tvmq_out/tuning_logs")
 
 
@@ -192,8 +193,12 @@ class ProgressCallback(PyMeasureCallback):
     """Counts trials, tracks each task's best, draws the bar and the curve, stops stale tasks."""
 
     def __init__(self, result: TuningResult, tuned: list[int], progress: Progress, bar_id, budget: int,
-                 patience: int, min_gain: float, db_session_update=None, stop: threading.Event | None = None):
+                 patience: int, min_gain: float, db_session_update=None, stop: threading.Event | None = None,
+                 deadline: float | None = None, start: float | None = None):
         self.stop = stop
+        self.start = time.perf_counter() if start is None else start  # when tuning began (perf_counter)
+        self.deadline = deadline  # time.perf_counter() after which every task is terminated
+        self.out_of_time = False
         self.result = result
         self.tuned = tuned  # scheduler task id -> index in result.tasks
         self.progress = progress
@@ -224,7 +229,8 @@ class ProgressCallback(PyMeasureCallback):
                 self.best[task_id] = ms_
                 info.tuned_ms = ms_ if info.db_best_ms is None else min(ms_, info.db_best_ms)
         est = self.result.estimated_ms("tuned")
-        self.result.curve.append({"trials": self.seen, "estimated_ms": est})
+        self.result.curve.append({"trials": self.seen, "estimated_ms": est,
+                                  "elapsed_s": round(time.perf_counter() - self.start, 2)})
         self.result.trials = self.seen
         text = f"est. end-to-end {est:.2f} ms" if est is not None else ""
         self.progress.update(self.bar_id, completed=min(self.seen, self.budget), status=text)
@@ -233,6 +239,13 @@ class ProgressCallback(PyMeasureCallback):
         if self.stop is not None and self.stop.is_set():
             # Ctrl-C: this batch is already in the database (AddToDatabase runs before us).
             raise KeyboardInterrupt
+        if self.deadline is not None and not self.out_of_time and time.perf_counter() >= self.deadline:
+            # The budget is spent: stop every task; the batches in flight finish and are kept.
+            self.out_of_time = True
+            for tid, record in enumerate(task_scheduler.tasks_):
+                if not record.is_terminated:
+                    task_scheduler.terminate_task(tid)
+            return
         # Early stop. Never inside the scheduler's final join (results seen >= budget), where
         # the scheduler terminates every task itself.
         stale = self.task_trials[task_id] - self.last_gain_at.get(task_id, 0)
@@ -326,7 +339,8 @@ def tune(tasks, target, records: Records, config: TuneConfig, console: Console |
                 with console.status(f"measuring the {len(tasks)} tasks untuned (first start of the build workers) …"):
                     for info, v in zip(infos, measure_untuned(tasks, target, builder, runner)):
                         info.untuned_ms = v
-                result.curve.append({"trials": 0, "estimated_ms": result.estimated_ms("tuned")})
+                result.curve.append({"trials": 0, "estimated_ms": result.estimated_ms("tuned"),
+                                     "elapsed_s": round(time.perf_counter() - start, 2)})
             per_iter = max(1, min(config.num_trials_per_iter, config.trials))
             selected = budget_tasks(selected, [_untuned_cost(infos[i]) for i in selected], config.trials, per_iter)
             patience = config.patience or max(32, 3 * per_iter)
@@ -336,11 +350,12 @@ def tune(tasks, target, records: Records, config: TuneConfig, console: Console |
             columns = [TextColumn("tuning"), BarColumn(), MofNCompleteColumn(), TextColumn("trials"),
                        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[status]}")]
             with Progress(*columns, console=console, transient=False) as progress:
-                bar = progress.add_task("tuning", total=config.trials, status="")
+                deadline = start + config.budget_s if config.budget_s else None
+                bar = progress.add_task("tuning", total=None if deadline else config.trials, status="")
                 callback = ProgressCallback(
                     result, selected, progress, bar, config.trials, patience, config.min_gain,
                     db_session_update=(lambda n: database.update_session(session_id, trials_done=n)) if session_id else None,
-                    stop=stop,
+                    stop=stop, deadline=deadline, start=start,
                 )
                 cost_model = ms.cost_model.XGBModel(
                     config=ms.cost_model.xgb_model.XGBConfig(seed=config.seed, nthread=config.threads),

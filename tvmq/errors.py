@@ -129,6 +129,12 @@ class OutputError(TvmqError):
     kind = "bad-output"
 
 
+class MissingDependency(TvmqError):
+    """An optional package this use needs is not installed; the message names the extra to install."""
+
+    kind = "missing-dependency"
+
+
 class InternalError(TvmqError):
     """Not raised: the status and kind ``run_command`` gives any exception that is not a
     :class:`TvmqError` (a bug, not a verdict and not a bad input)."""

@@ -21,6 +21,9 @@ from tvmq.errors import UsageError
 
 REQUANT_MODES = ("tflite", "xnnpack")  # tvmq.int8.requant.MODES, named here without importing TVM
 DEFAULT_TRIALS = 200
+BUDGET_TRIALS_CAP = 100_000  # with --budget and no --trials: the clock ends the search, not a count
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h)?\s*$")
+_UNIT_S = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}
 INT32_MAX = 2**31 - 1  # TVM, numpy and XGBoost take counts and seeds as 32-bit integers
 _LAYOUT = re.compile(r"^(NHWC|NCHW|NCHW[1-9]\d*c)$")
 
@@ -32,6 +35,8 @@ RANGES: dict[str, tuple[int | float, int | float]] = {
     "seed": (0, INT32_MAX),
     "threads": (1, 1024),  # more than any CPU tvmq targets has cores
     "repeat": (1, INT32_MAX),
+    "bench_seconds": (0.0, 3600.0),  # timed seconds per engine; 0: only --repeat and --bench-blocks count
+    "bench_blocks": (2, 100_000),  # an interval needs blocks to resample
     "tolerance": (0.0, math.inf),  # finite, at least 0
 }
 
@@ -75,6 +80,8 @@ class TuningOptions:
     seed: int = 0
     db: str | None = None  # None: ./tvmq.db (or $TVMQ_DB)
     show_tasks: bool = False
+    budget_s: float | None = None  # wall-clock seconds of search; trials then only cap it
+    session_note: str | None = None  # kept with the tuning session (tvmq-release marks its pairs)
 
 
 @dataclass(frozen=True)
@@ -89,7 +96,12 @@ class CodegenOptions:
 
 @dataclass(frozen=True)
 class MeasurementOptions:
-    repeat: int = 30  # benchmark runs of each engine
+    """The benchmark times each engine in alternating blocks (:func:`tvmq.stages.measure.benchmark`)
+    until each has ``bench_seconds`` of timed runs, ``repeat`` runs and ``bench_blocks`` blocks."""
+
+    repeat: int = 10  # timed runs of each engine, at least (on an RPC device: exactly)
+    bench_seconds: float = 2.0  # timed seconds of each engine, at least
+    bench_blocks: int = 5  # blocks of each engine, at least
     # quantized units allowed; None: the build's own (0 for --int8, 2 for the QDQ float graph;
     # tvmq.report.verify.verification_policy)
     tolerance: float | None = None
@@ -125,7 +137,10 @@ class RunOptions:
             flat["images"] = tuple(_flatten(flat["images"]))
         if "image" in flat:
             flat["images"] = tuple(_flatten(flat.pop("image")))
-        flat.setdefault("trials", 0 if flat.get("build_only") else DEFAULT_TRIALS)
+        if "budget" in flat:
+            flat["budget_s"] = flat.pop("budget")
+        budget_cap = BUDGET_TRIALS_CAP if flat.get("budget_s") else DEFAULT_TRIALS
+        flat.setdefault("trials", 0 if flat.get("build_only") else budget_cap)
         groups = {}
         for name, group in (("source", SourceOptions), ("target", TargetOptions), ("tuning", TuningOptions),
                             ("codegen", CodegenOptions), ("measurement", MeasurementOptions),
@@ -150,6 +165,10 @@ class RunOptions:
             raise UsageError(f"--requant must be one of {', '.join(REQUANT_MODES)}, not {c.requant!r}")
         if c.layout is not None and layout_problem(c.layout):
             raise UsageError(f"--layout {layout_problem(c.layout)}")
+        if tu.budget_s is not None and not (math.isfinite(tu.budget_s) and tu.budget_s > 0):
+            raise UsageError(f"--budget must be a positive duration, not {tu.budget_s!r}")
+        if t.build_only and tu.budget_s:
+            raise UsageError("--build-only tunes nothing: drop --budget")
         if t.build_only and tu.trials > 0:
             raise UsageError("--build-only tunes nothing: drop --trials, or tune on the device with --rpc-tracker")
         if bool(t.rpc_tracker) != bool(t.rpc_key):
@@ -186,6 +205,16 @@ def range_problem(value, low: int | float, high: int | float) -> str | None:
     return None
 
 
+def parse_duration(text: str) -> float:
+    """Seconds from ``90``, ``90s``, ``5m``, ``1.5h``; :class:`UsageError` for anything else or 0."""
+    match = _DURATION.match(str(text))
+    seconds = float(match.group(1)) * _UNIT_S[match.group(2)] if match else 0.0
+    if not match or not math.isfinite(seconds) or seconds <= 0:
+        raise UsageError(f"a duration must be a positive number of seconds, minutes or hours (90s, 5m, 1h), "
+                         f"not {text!r}")
+    return seconds
+
+
 def layout_problem(layout: str) -> str | None:
     """Why ``layout`` is not a convolution data layout tvmq can apply; None when it is."""
     if isinstance(layout, str) and _LAYOUT.match(layout):
@@ -195,4 +224,4 @@ def layout_problem(layout: str) -> str | None:
 
 __all__ = ["RunOptions", "SourceOptions", "TargetOptions", "TuningOptions", "CodegenOptions",
            "MeasurementOptions", "OutputOptions", "DEFAULT_TRIALS", "INT32_MAX", "RANGES", "REQUANT_MODES",
-           "layout_problem", "range_problem"]
+           "layout_problem", "parse_duration", "range_problem"]

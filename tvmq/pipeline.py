@@ -44,7 +44,7 @@ def run(opts: RunOptions, console: Console | None = None) -> Report:
                     target=plan_.target_section(), host=plan_.host_section(), transforms=prepared.transforms,
                     timings_s=steps.timings)
     lowered = lower(prepared, plan_.target, steps)
-    records = open_records(opts.tuning.db, lowered, plan_, opts.tuning.trials)
+    records = open_records(opts.tuning.db, lowered, plan_, opts.tuning.trials, opts.tuning.session_note)
     report.tuning = tune(lowered, records, plan_, opts.tuning, out_dir / "tuning_logs", steps)
     # What the functions the database has no schedule for become. A build nobody can measure
     # here (--build-only): MetaSchedule's first design-space point everywhere. A tuned build: that
@@ -76,6 +76,7 @@ def run(opts: RunOptions, console: Console | None = None) -> Report:
     report.latencies = benchmark(built, reference, arrays, opts.measurement, steps)
     if view is not None:
         with steps.step("untuned", "build and benchmark the untuned model for comparison"):
+            getattr(built, "close", lambda: None)()  # an RPC device goes back to the tracker
             plain = build(lowered, None, "naive", Steps.quiet())
             lib = export(plain, prepared, plan_, out_dir, steps, lib_name="untuned.so") if where.rpc_tracker else None
             untuned_stats = benchmark_untuned(runnable(plain, lib and Path(lib.path), where), arrays, opts.measurement)
@@ -90,16 +91,20 @@ def _versions(reference_name: str | None = None) -> dict:
 
 
 def _finish(report: Report, verdict: str, paths: Outputs, steps: Steps) -> Report:
+    from tvmq.report.html import write_run_page
     from tvmq.report.render import print_report, write_reports
 
     report.verdict = verdict
     report.versions = report.versions or _versions()
     print_report(report, steps.console)
+    html_path = paths.markdown_path.with_suffix(".html") if paths.markdown_path else None
     try:
         write_reports(report, paths.json_path, paths.markdown_path)
+        if html_path is not None:
+            write_run_page(report.to_dict(), html_path)
     except OSError as err:  # checked writable at the start; the disk may have filled since
         raise OutputError(f"cannot write the report: {err}") from None
-    steps.print(f"report: {paths.json_path} and {paths.markdown_path}")
+    steps.print(f"report: {paths.json_path}, {paths.markdown_path} and {html_path}")
     return report
 
 

@@ -32,7 +32,7 @@ def _tune(ws: Workspace, name: str, *args: str, build_only: bool = False, model:
     """tvmq-tune on the small model (or ``model``) with an output folder of the case's own,
     ``--trials 0 --repeat 1`` (a run, not a search) or ``--build-only``; ``args`` come last."""
     base = ["--model", str(model or ws.model), "--db", str(db or ws.db), "--out", str(ws.out(name))]
-    base += ["--build-only"] if build_only else ["--trials", "0", "--repeat", "1"]
+    base += ["--build-only"] if build_only else ["--trials", "0", "--repeat", "1", "--bench-seconds", "0"]
     return CliCase(f"tune:{name}", "tvmq-tune", (*base, *args), deadline_s=deadline_s, **kw)
 
 

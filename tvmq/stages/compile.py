@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tvmq.model import LoadedModel, ModelInfo
-from tvmq.options import CodegenOptions, TargetOptions, TuningOptions
+from tvmq.options import BUDGET_TRIALS_CAP, CodegenOptions, TargetOptions, TuningOptions
 from tvmq.report.model import ArtifactSection, HostSection, TargetSection, Transforms
 
 from .steps import Steps
@@ -130,7 +130,7 @@ def lower(prepared: Prepared, target, steps: Steps) -> Lowered:
     return Lowered(prepared, target, mod, tasks, dedup)
 
 
-def open_records(db: str | None, lowered: Lowered, plan_: Plan, trials: int):
+def open_records(db: str | None, lowered: Lowered, plan_: Plan, trials: int, note: str | None = None):
     """The tuning database (``db``: URL or path, None for the default) and this run's view of it;
     a session is begun when ``trials`` > 0 and ended by :func:`tune`."""
     from tvmq.db import open_database
@@ -142,7 +142,7 @@ def open_records(db: str | None, lowered: Lowered, plan_: Plan, trials: int):
         model = lowered.prepared.model
         session_id = database.begin_session(model_sha256=model.sha256, model_name=model.name,
                                             target_profile=plan_.profile.name, target=lowered.target,
-                                            trials_requested=trials)
+                                            trials_requested=trials, note=note)
     return Records.open(database, lowered.target, session_id)
 
 
@@ -155,8 +155,13 @@ def tune(lowered: Lowered, records, plan_: Plan, tuning: TuningOptions, work_dir
     from tvmq.tuner.tune import TuneConfig, tune as search
 
     config = TuneConfig(trials=tuning.trials, trials_per_task=tuning.trials_per_task, seed=tuning.seed,
-                        retune=tuning.retune, threads=plan_.threads, work_dir=work_dir, runner=plan_.runner)
-    text = f"tune ({tuning.trials} trials)" if tuning.trials else "look up the database"
+                        retune=tuning.retune, threads=plan_.threads, work_dir=work_dir, runner=plan_.runner,
+                        budget_s=tuning.budget_s)
+    if tuning.budget_s and tuning.trials:
+        text = f"tune for {tuning.budget_s:g} s" + (f" (at most {tuning.trials} trials)"
+                                                     if tuning.trials < BUDGET_TRIALS_CAP else "")
+    else:
+        text = f"tune ({tuning.trials} trials)" if tuning.trials else "look up the database"
     status = "failed"
     try:
         with records.heartbeat(), steps.step("tune", text):
