@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", metavar="DIR_OR_JSON",
                    help="a previous run's folder or summary.json to gate against")
     p.add_argument("--threshold", type=float, default=None, metavar="FRACTION",
-                   help="slowdown that counts as a regression when the intervals do not overlap (default: 0.05)")
+                   help="slowdown that counts as a regression when the intervals do not overlap, for every pair "
+                        "(default: the plan's threshold, a target's own, or 0.05)")
     over = p.add_argument_group("overriding the plan")
     over.add_argument("--db", metavar="URL_OR_PATH", help="tuning database")
     over.add_argument("--budget", metavar="TIME", help="tuning time per pair (90s, 5m, 1h)")
@@ -77,12 +78,12 @@ def main(argv: list[str] | None = None) -> None:
     def body() -> int:
         from tvmq.errors import UsageError
         from tvmq.options import parse_duration
-        from tvmq.release.gate import DEFAULT_THRESHOLD, read_pairs
+        from tvmq.release.gate import read_pairs
         from tvmq.release.plan import load_plan, with_overrides
         from tvmq.release.run import ReleaseRun, gate_lines, run_release, summary_table
 
-        threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
-        if not 0 <= threshold < 1:
+        threshold = args.threshold
+        if threshold is not None and not 0 <= threshold < 1:
             raise UsageError(f"--threshold must be a fraction from 0 to 1 (0.05 is 5%), not {args.threshold}")
         plan = with_overrides(load_plan(args.plan), db=args.db, trials=args.trials, threads=args.threads,
                               int8=args.int8, requant=args.requant,

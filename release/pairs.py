@@ -48,6 +48,7 @@ class PairResult:
     change_detail: str | None = None
     baseline: dict | None = None
     tuned_before: bool = False  # a finished session of an earlier run had this pair's budget: no tuning now
+    threshold: float | None = None  # the gate's slowdown threshold for this pair (None: the default)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -58,6 +59,7 @@ class PairResult:
         tuning = (self.report or {}).get("tuning")
         return {
             "slug": self.slug, "model": self.model, "target": self.target, "mode": self.mode,
+            "threshold": self.threshold,
             "profile": self.profile, "verdict": self.verdict, "error": self.error, "error_kind": self.error_kind,
             "latency_ms": _latency(lat),
             "ratio_tvm_over_tflite": lat.get("ratio_tvm_over_tflite"),
@@ -89,7 +91,8 @@ def run_pair(plan: Plan, model: PlanModel, target: PlanTarget, out_dir: Path, co
 
     name = slug(model, target)
     pair_dir = out_dir / "pairs" / name
-    result = PairResult(model=model.name, target=target.name, mode=target.mode, slug=name, verdict="error")
+    result = PairResult(model=model.name, target=target.name, mode=target.mode, slug=name, verdict="error",
+                        threshold=target.threshold if target.threshold is not None else plan.threshold)
     build_only = target.mode == "build-only"
     note = None if build_only else tuning_note(plan, model, target)
     done = note is not None and tuned_before(plan.db, note)

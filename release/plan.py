@@ -17,9 +17,9 @@ from tvmq.errors import UsageError
 from tvmq.options import REQUANT_MODES, parse_duration
 
 MODES = ("local", "build-only", "rpc")
-_TOP_KEYS = {"db", "budget", "trials", "int8", "requant", "threads", "model", "target"}
+_TOP_KEYS = {"db", "budget", "trials", "int8", "requant", "threads", "threshold", "model", "target"}
 _MODEL_KEYS = {"path", "name", "images", "labels"}
-_TARGET_KEYS = {"name", "mode", "tracker", "key", "threads"}
+_TARGET_KEYS = {"name", "mode", "tracker", "key", "threads", "threshold"}
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,7 @@ class PlanTarget:
     tracker: str | None = None
     key: str | None = None
     threads: int | None = None
+    threshold: float | None = None  # the gate's slowdown threshold on this target (a noisier device: more)
 
     @property
     def label(self) -> str:
@@ -54,6 +55,7 @@ class Plan:
     int8: bool = True
     requant: str = "xnnpack"
     threads: int | None = None
+    threshold: float | None = None  # the gate's slowdown threshold (None: 5%); a target's own wins
     source: str = "<command line>"
 
     def pairs(self) -> list[tuple[PlanModel, PlanTarget]]:
@@ -66,6 +68,7 @@ class Plan:
         from tvmq.redact import redact_text
 
         return {"source": self.source, "db": redact_text(self.db) if self.db else None, "budget_s": self.budget_s,
+                "threshold": self.threshold,
                 "trials": self.trials, "int8": self.int8, "requant": self.requant, "threads": self.threads,
                 "models": [m.name for m in self.models], "targets": [t.label for t in self.targets]}
 
@@ -96,7 +99,8 @@ def plan_from_dict(data: dict, base: Path, source: str) -> Plan:
                 trials=_whole(data, "trials", source, low=0),
                 int8=_typed(data, "int8", bool, source, default=True),
                 requant=_typed(data, "requant", str, source, default="xnnpack"),
-                threads=_whole(data, "threads", source, low=1))
+                threads=_whole(data, "threads", source, low=1),
+                threshold=_fraction(data, "threshold", source))
     return check(plan)
 
 
@@ -156,7 +160,8 @@ def _target(entry, where: str) -> PlanTarget:
     tracker, key = _typed(entry, "tracker", str, where), _typed(entry, "key", str, where)
     if (mode == "rpc") != bool(tracker and key) or (mode != "rpc" and (tracker or key)):
         raise UsageError(f"{where}: tracker = \"HOST:PORT\" and key = \"KEY\" go with mode = \"rpc\", and only with it")
-    return PlanTarget(name=name, mode=mode, tracker=tracker, key=key, threads=_whole(entry, "threads", where, low=1))
+    return PlanTarget(name=name, mode=mode, tracker=tracker, key=key, threads=_whole(entry, "threads", where, low=1),
+                      threshold=_fraction(entry, "threshold", where))
 
 
 def _tables(data: dict, key: str, where: str) -> list:
@@ -189,6 +194,13 @@ def _whole(table: dict, key: str, where: str, low: int):
     value = table.get(key)
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
         raise UsageError(f"{where}: {key} must be a whole number of at least {low}, not {value!r}")
+    return value
+
+
+def _fraction(table: dict, key: str, where: str) -> float | None:
+    value = table.get(key)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1):
+        raise UsageError(f"{where}: {key} must be a fraction from 0 to 1 (0.05 is 5%), not {value!r}")
     return value
 
 

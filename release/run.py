@@ -19,7 +19,7 @@ from rich.table import Table
 
 from tvmq.errors import Interrupted, OutputError
 
-from .gate import DEFAULT_THRESHOLD, exit_status, gate, worst
+from .gate import exit_status, gate, worst
 from .pairs import PairResult, run_pair
 from .plan import Plan
 
@@ -33,7 +33,7 @@ class ReleaseRun:
     out_dir: Path
     baseline: list[dict] | None = None
     baseline_source: str | None = None
-    threshold: float = DEFAULT_THRESHOLD
+    threshold: float | None = None  # --threshold: for every pair; None: the plan's (or 5%)
     pairs: list[PairResult] = field(default_factory=list)
     interrupted: bool = False
     started: float = field(default_factory=time.time)
@@ -98,7 +98,7 @@ def write_summary(summary: dict, out_dir: Path, pages: bool = True) -> None:
         tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         os.replace(tmp, out_dir / "summary.json")
         if pages:
-            from tvmq.report.html import write_release_pages
+            from tvmq.report.html_release import write_release_pages
 
             write_release_pages(summary, out_dir)
     except OSError as err:

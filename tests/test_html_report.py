@@ -14,11 +14,12 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from tvmq.report import plots
+from tvmq.report.html import run_page, write_run_page
+from tvmq.report.html_release import release_index, write_release_pages
 
 from tests.cli_helpers import load_json
 from tvmq.errors import OutputError
-from tvmq.report import plots
-from tvmq.report.html import release_index, run_page, write_release_pages, write_run_page
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -39,6 +39,7 @@ BAD_PLANS = {
     "unknown target": ('[[model]]\npath = "m.tflite"\n[[target]]\nname = "pentium-pro"', "pentium-pro"),
     "same model twice": ('[[model]]\npath = "m.tflite"\n[[model]]\npath = "m.tflite"\n[[target]]\nname = "native"',
                          "both named 'm'"),
+    "bad threshold": ('[[model]]\npath = "m.tflite"\n[[target]]\nname = "native"\nthreshold = 5', "fraction"),
     "requant without int8": ('int8 = false\n[[model]]\npath = "m.tflite"\n[[target]]\nname = "native"', "int8 = true"),
 }
 
@@ -63,12 +64,13 @@ def test_plan_paths_are_relative_to_the_plan_and_flags_override(tmp_path, model_
     folder.mkdir()
     shutil.copy(model_factory.path("int8"), folder / "net.tflite")
     (folder / "plan.toml").write_text('db = "sqlite:///rel.db"\nbudget = "90s"\n[[model]]\npath = "net.tflite"\n'
-                                      '[[target]]\nname = "native"\n[[target]]\nname = "cascadelake"\n'
+                                      '[[target]]\nname = "native"\nthreshold = 0.2\n[[target]]\nname = "cascadelake"\n'
                                       'mode = "build-only"\n')
     plan = load_plan(folder / "plan.toml")
     assert plan.models[0].path == str(folder / "net.tflite") and plan.models[0].name == "net"
     assert plan.db == f"sqlite:///{folder / 'rel.db'}" and plan.budget_s == 90
     assert [t.mode for _, t in plan.pairs()] == ["local", "build-only"]  # measured pairs tune first
+    assert [t.threshold for t in plan.targets] == [0.2, None] and plan.threshold is None
     plan = with_overrides(plan, trials=7, budget_s=None, int8=False, requant="tflite")
     assert (plan.trials, plan.budget_s, plan.int8) == (7, 90, False)
 
@@ -109,6 +111,10 @@ def test_gate_status_changes_and_exit_status():
     assert improved.kind == "status" and not improved.regression
     assert compare(_pair(), None).kind == "new"
     pairs = [_pair(), _pair(model="x", verdict="refused", tvm=None)]
+    # a pair's own threshold (a plan's target) unless one is given for all
+    noisy_device = {**_pair(tvm=2.3, ratio_ci=(0.999, 1.001)), "threshold": 0.2}
+    assert gate([noisy_device], [_pair(ratio_ci=(0.999, 1.001))]).changes[("m", "native", "local")].kind == "same"
+    assert gate([noisy_device], [_pair(ratio_ci=(0.999, 1.001))], 0.05).regressions
     result = gate(pairs, [_pair(), _pair(model="gone")])
     assert result.gone == [("gone", "native", "local")]
     assert worst(pairs, result) == "refused" and exit_status("refused") == 0
