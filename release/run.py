@@ -141,11 +141,15 @@ def _with_ci(value, ci, unit: str = "") -> str:
 
 
 def gate_lines(summary: dict) -> list[str]:
-    lines = [f"regression: {r['model']} on {r['target']}: {r['detail']}" for r in summary["regressions"]]
-    lines += [f"{p['verdict']}: {p['model']} on {p['target']}: {p['error']}"
+    lines = [f"regression: {r['model']} on {_label(r)}: {r['detail']}" for r in summary["regressions"]]
+    lines += [f"{p['verdict']}: {p['model']} on {_label(p)}: {p['error']}"
               for p in summary["pairs"] if p["verdict"] in ("fail", "error", "refused") and p.get("error")]
-    lines += [f"gone: {g['model']} on {g['target']} was in the baseline, not in this run" for g in summary["gone"]]
+    lines += [f"gone: {g['model']} on {_label(g)} was in the baseline, not in this run" for g in summary["gone"]]
     return lines
+
+
+def _label(pair: dict) -> str:
+    return pair["target"] + ("" if pair.get("mode", "local") == "local" else f" ({pair['mode']})")
 
 
 __all__ = ["ReleaseRun", "SUMMARY_FORMAT", "gate_lines", "run_release", "summary_table", "write_summary"]

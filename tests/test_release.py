@@ -141,20 +141,22 @@ def test_diff_reads_both_kinds_and_refuses_others(tmp_path, capsys):
 @pytest.mark.slow
 def test_release_twice_then_a_perturbed_baseline(tmp_path, capsys, model_factory):
     """Two models (one refused: a custom op) on a measured target, a cross-built one (x86 with
-    VNNI, checked by disassembly) and an RPC device; then the same plan again: nothing is tuned,
-    the gate passes; then against a baseline whose latency was halved by hand: the gate fails on
-    that pair and names it."""
+    VNNI, checked by disassembly) and an RPC device; then the plan again without the RPC device:
+    nothing is tuned, the gate passes, the RPC pairs are gone; then against a baseline whose
+    latency was cut to a quarter by hand (a margin over this tiny model's noise): the gate fails on
+    that pair and names it. (The RPC device leaves
+    the later runs because a model of ten microseconds timed over RPC moved 2x between two runs of
+    one build in CI: device latency is gated on its own, and this test is about the gate's logic.)"""
     from tests.rpc_helpers import LocalRPCCluster
 
     shutil.copy(model_factory.path("int8"), tmp_path / "small.tflite")
     shutil.copy(model_factory.path("custom"), tmp_path / "custom.tflite")
     with LocalRPCCluster(num_servers=1, key="release") as cluster:
+        local = ('db = "release.db"\ntrials = 8\n[[model]]\npath = "small.tflite"\n[[model]]\npath = "custom.tflite"\n'
+                 '[[target]]\nname = "native"\n[[target]]\nname = "cascadelake"\nmode = "build-only"\n')
+        (tmp_path / "local.toml").write_text(local)
         plan = tmp_path / "plan.toml"
-        plan.write_text(f'db = "release.db"\ntrials = 8\n'
-                        f'[[model]]\npath = "small.tflite"\n[[model]]\npath = "custom.tflite"\n'
-                        f'[[target]]\nname = "native"\n'
-                        f'[[target]]\nname = "cascadelake"\nmode = "build-only"\n'
-                        f'[[target]]\nname = "native"\nmode = "rpc"\ntracker = "{cluster.tracker}"\nkey = "release"\n')
+        plan.write_text(local + f'[[target]]\nname = "native"\nmode = "rpc"\ntracker = "{cluster.tracker}"\nkey = "release"\n')
         code, out = _release(capsys, [plan, "--out", tmp_path / "first"])
         assert code == 0, out[-3000:]
         first = json.loads((tmp_path / "first" / "summary.json").read_text())
@@ -171,26 +173,27 @@ def test_release_twice_then_a_perturbed_baseline(tmp_path, capsys, model_factory
         assert (tmp_path / "first" / "index.html").is_file()
         assert all((tmp_path / "first" / p["page"]).is_file() for p in first["pairs"])
 
-        # A tiny model (tens of microseconds) on a shared host: only a gross change is the gate's business here.
-        code, out = _release(capsys, [plan, "--out", tmp_path / "second", "--baseline", tmp_path / "first",
-                                      "--threshold", "0.6"])
-        assert code == 0, out[-3000:]
-        second = json.loads((tmp_path / "second" / "summary.json").read_text())
-        again = {(p["model"], p["mode"]): p for p in second["pairs"]}
-        for mode in ("local", "rpc"):
-            assert again["small", mode]["tuning"]["tuned_before"] and again["small", mode]["tuning"]["trials"] == 0
-        assert not second["regressions"]
-        assert {p["change"] for p in second["pairs"]} <= {"same", "faster"}
+    # A tiny model (tens of microseconds) on a shared host: only a gross change is the gate's business here.
+    plan = tmp_path / "local.toml"
+    code, out = _release(capsys, [plan, "--out", tmp_path / "second", "--baseline", tmp_path / "first",
+                                  "--threshold", "0.6"])
+    assert code == 0, out[-3000:]
+    second = json.loads((tmp_path / "second" / "summary.json").read_text())
+    again = {(p["model"], p["mode"]): p for p in second["pairs"]}
+    assert again["small", "local"]["tuning"]["tuned_before"] and again["small", "local"]["tuning"]["trials"] == 0
+    assert not second["regressions"]
+    assert {p["change"] for p in second["pairs"]} <= {"same", "faster"}
+    assert sorted((g["model"], g["mode"]) for g in second["gone"]) == [("custom", "rpc"), ("small", "rpc")]
 
-        perturbed = dict(first)
-        perturbed["pairs"] = [dict(p) for p in first["pairs"]]
-        halved = next(p for p in perturbed["pairs"] if (p["model"], p["mode"]) == ("small", "local"))
-        halved["latency_ms"] = {**halved["latency_ms"], "tvm": {
-            "median": halved["latency_ms"]["tvm"]["median"] / 2,
-            "ci95": [x / 2 for x in halved["latency_ms"]["tvm"]["ci95"]]}}
-        (tmp_path / "perturbed.json").write_text(json.dumps(perturbed))
-        code, out = _release(capsys, [plan, "--out", tmp_path / "third", "--baseline", tmp_path / "perturbed.json",
-                                      "--threshold", "0.6"])
+    perturbed = dict(first)
+    perturbed["pairs"] = [dict(p) for p in first["pairs"]]
+    quartered = next(p for p in perturbed["pairs"] if (p["model"], p["mode"]) == ("small", "local"))
+    quartered["latency_ms"] = {**quartered["latency_ms"], "tvm": {
+        "median": quartered["latency_ms"]["tvm"]["median"] / 4,
+        "ci95": [x / 4 for x in quartered["latency_ms"]["tvm"]["ci95"]]}}
+    (tmp_path / "perturbed.json").write_text(json.dumps(perturbed))
+    code, out = _release(capsys, [plan, "--out", tmp_path / "third", "--baseline", tmp_path / "perturbed.json",
+                                  "--threshold", "0.6"])
     assert code == 1, out[-3000:]
     assert "regression: small on native" in out
     third = json.loads((tmp_path / "third" / "summary.json").read_text())
