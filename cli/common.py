@@ -91,6 +91,20 @@ def run_option(name: str) -> Callable[[str], int | float]:
     return number_in(*RANGES[name])
 
 
+def fraction(text: str) -> float:
+    """argparse ``type=`` of a gate threshold: :func:`tvmq.release.plan.fraction_problem`'s rule."""
+    from tvmq.release.plan import fraction_problem
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a fraction from 0 to 1 (0.05 is 5%), not {text!r}") from None
+    problem = fraction_problem(value)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return value
+
+
 def layout(text: str) -> str:
     """argparse ``type=`` of ``--layout``: ``profile`` or a layout :func:`tvmq.options.layout_problem` allows."""
     problem = None if text == "profile" else layout_problem(text)

@@ -9,7 +9,7 @@ import json
 from rich.console import Console
 from rich.table import Table
 
-from .common import ArgumentParser, exit_with, run_command
+from .common import ArgumentParser, exit_with, fraction, run_command
 
 DESCRIPTION = """\
 Compare a run with an earlier one, pair by pair, as tvmq-release --baseline does: slower (the
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("old", metavar="OLD", help="the baseline: report.json, summary.json or their folder")
     p.add_argument("new", metavar="NEW", help="the run to gate")
-    p.add_argument("--threshold", type=float, default=0.05, metavar="FRACTION",
+    p.add_argument("--threshold", type=fraction, default=0.05, metavar="FRACTION",
                    help="slowdown that counts as a regression (default: 0.05)")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON on stdout")
     return p
@@ -42,11 +42,8 @@ def main(argv: list[str] | None = None) -> None:
     console = Console(stderr=True)
 
     def body() -> int:
-        from tvmq.errors import UsageError
         from tvmq.release.gate import exit_status, gate, pair_key, read_pairs, worst
 
-        if not 0 <= args.threshold < 1:
-            raise UsageError(f"--threshold must be a fraction from 0 to 1 (0.05 is 5%), not {args.threshold}")
         old, old_file, old_kind = read_pairs(args.old)
         new, new_file, new_kind = read_pairs(args.new)
         if old_kind == new_kind == "report":  # two single runs: compared with each other, whatever their names

@@ -61,6 +61,13 @@ def pair_key(pair: dict) -> tuple[str, str, str]:
     return pair.get("model"), pair.get("target"), pair.get("mode") or "local"
 
 
+def latency_summary(latency_ms: dict) -> dict | None:
+    """What a summary keeps of a report's ``latency_ms``: each measured engine's median and interval."""
+    engines = {k: {"median": v.get("median"), "ci95": v.get("ci95")}
+               for k in ("tvm", "tflite", "tvm_untuned") if isinstance(v := latency_ms.get(k), dict) and v.get("median")}
+    return engines or None
+
+
 def latency_of(pair: dict) -> tuple[float | None, list[float] | None]:
     tvm = (pair.get("latency_ms") or {}).get("tvm") or {}
     return tvm.get("median"), tvm.get("ci95")
@@ -172,10 +179,9 @@ def pair_from_report(report: dict) -> dict:
     lat = report.get("latency_ms") or {}
     return {"model": (report.get("model") or {}).get("name"), "target": target.get("name"), "mode": mode,
             "verdict": report.get("verdict"),
-            "latency_ms": {k: {"median": v.get("median"), "ci95": v.get("ci95")}
-                           for k in ("tvm", "tflite") if isinstance(v := lat.get(k), dict)} or None,
+            "latency_ms": latency_summary(lat),
             "ratio_tvm_over_tflite": lat.get("ratio_tvm_over_tflite"), "ratio_ci95": lat.get("ratio_ci95")}
 
 
 __all__ = ["Change", "DEFAULT_THRESHOLD", "GateResult", "SEVERITY", "compare", "exit_status", "gate", "latency_of",
-           "pair_from_report", "pair_key", "read_pairs", "relative_latency", "worst"]
+           "latency_summary", "pair_from_report", "pair_key", "read_pairs", "relative_latency", "worst"]

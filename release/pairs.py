@@ -14,6 +14,7 @@ from rich.console import Console
 
 from tvmq.errors import Interrupted, TvmqError, one_line
 
+from .gate import latency_summary
 from .plan import Plan, PlanModel, PlanTarget
 
 # A tvmq error of these kinds means tvmq refused the model or the target (today's coverage); any
@@ -61,7 +62,7 @@ class PairResult:
             "slug": self.slug, "model": self.model, "target": self.target, "mode": self.mode,
             "threshold": self.threshold,
             "profile": self.profile, "verdict": self.verdict, "error": self.error, "error_kind": self.error_kind,
-            "latency_ms": _latency(lat),
+            "latency_ms": latency_summary(lat),
             "ratio_tvm_over_tflite": lat.get("ratio_tvm_over_tflite"),
             "ratio_ci95": lat.get("ratio_ci95"),
             "comparison": lat.get("comparison"),
@@ -75,12 +76,6 @@ class PairResult:
             "page": f"pairs/{self.slug}.html",
             "change": self.change, "change_detail": self.change_detail, "baseline": self.baseline,
         }
-
-
-def _latency(lat: dict) -> dict | None:
-    engines = {k: {"median": v.get("median"), "ci95": v.get("ci95")}
-               for k in ("tvm", "tflite", "tvm_untuned") if isinstance(v := lat.get(k), dict) and v.get("median")}
-    return engines or None
 
 
 def run_pair(plan: Plan, model: PlanModel, target: PlanTarget, out_dir: Path, console: Console) -> PairResult:

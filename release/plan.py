@@ -197,10 +197,17 @@ def _whole(table: dict, key: str, where: str, low: int):
     return value
 
 
+def fraction_problem(value) -> str | None:
+    """Why ``value`` is not a threshold (a fraction from 0 up to, not including, 1); None when it is."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        return f"must be a fraction from 0 to 1 (0.05 is 5%), not {value!r}"
+    return None
+
+
 def _fraction(table: dict, key: str, where: str) -> float | None:
     value = table.get(key)
-    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1):
-        raise UsageError(f"{where}: {key} must be a fraction from 0 to 1 (0.05 is 5%), not {value!r}")
+    if value is not None and fraction_problem(value):
+        raise UsageError(f"{where}: {key} {fraction_problem(value)}")
     return value
 
 
@@ -242,4 +249,4 @@ def _db_url(db: str | None, base: Path) -> str | None:
     return db
 
 
-__all__ = ["MODES", "Plan", "PlanModel", "PlanTarget", "check", "load_plan", "plan_from_dict", "with_overrides"]
+__all__ = ["MODES", "Plan", "PlanModel", "PlanTarget", "check", "fraction_problem", "load_plan", "plan_from_dict", "with_overrides"]

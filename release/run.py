@@ -9,7 +9,6 @@ second pair finds its records).
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,8 @@ from rich.console import Console
 from rich.table import Table
 
 from tvmq.errors import Interrupted, OutputError
+from tvmq.files import write_atomically
+from tvmq.stages.output import check_folder
 
 from .gate import exit_status, gate, worst
 from .pairs import PairResult, run_pair
@@ -48,12 +49,12 @@ class ReleaseRun:
             if change is not None:
                 row.update(change.to_dict(), baseline=change.baseline)
         level = "error" if self.interrupted else worst(rows, result)
-        host = host_info()
+        host, settings = host_info(), self.plan.to_dict()
         return {
             "tvmq_release": SUMMARY_FORMAT,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started)),
             "seconds": round(time.time() - self.started, 1),
-            "plan": self.plan.source, "settings": self.plan.to_dict(), "db": self.plan.to_dict()["db"],
+            "plan": self.plan.source, "settings": settings, "db": settings["db"],
             "host": {"cpu": host.model_name, "cores": host.logical_cores, "arch": host.arch},
             "baseline": self.baseline_source, "threshold": self.threshold,
             "interrupted": self.interrupted,
@@ -68,7 +69,7 @@ class ReleaseRun:
 def run_release(run: ReleaseRun, console: Console) -> dict:
     """Every pair of ``run.plan``; returns the summary (also written to ``out_dir/summary.json``,
     after each pair, and rendered to ``out_dir/index.html``)."""
-    _check_writable(run.out_dir)
+    check_folder(run.out_dir, "the output folder (--out)")
     pairs = run.plan.pairs()
     try:
         for i, (model, target) in enumerate(pairs, 1):
@@ -94,27 +95,13 @@ def write_summary(summary: dict, out_dir: Path, pages: bool = True) -> None:
     ``pages``, ``index.html`` and a page per pair."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        tmp = out_dir / ".summary.json.tmp"
-        tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, out_dir / "summary.json")
+        write_atomically(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
         if pages:
             from tvmq.report.html_release import write_release_pages
 
             write_release_pages(summary, out_dir)
     except OSError as err:
         raise OutputError(f"cannot write the release summary in {out_dir}: {err.strerror or err}") from None
-
-
-def _check_writable(out_dir: Path) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise OutputError(f"--out {out_dir}: exists and is not a folder")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / ".tvmq-write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        raise OutputError(f"--out {out_dir}: cannot write there ({err.strerror or err})") from None
 
 
 def summary_table(summary: dict) -> Table:

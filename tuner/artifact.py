@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from tvmq.errors import ArtifactError, MissingISA, one_line
+from tvmq.files import write_atomically
 from tvmq.model.inspect import TensorInfo
 from tvmq.options import RANGES
 
@@ -137,18 +138,8 @@ def export(executable, out_dir: Path, build: dict, export_fn: Callable | None = 
             "library_sha256": sha256, "versions": {k: versions.get(k, "unknown") for k in VERSIONS},
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     text = json.dumps(parse_metadata(json.loads(json.dumps(meta, default=list))).to_dict(), indent=2) + "\n"
-    _write_atomically(out_dir / META_NAME, text)
+    write_atomically(out_dir / META_NAME, text)
     return lib
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """A reader sees the old file or the new one, never a part (a temporary file, then a rename)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # ----------------------------------------------------------------------------- the schema

@@ -31,14 +31,14 @@ def outputs(output: OutputOptions, default_dir: Path | None = None) -> Outputs:
     not given) and JSON path (by default ``report.json`` in the folder); raises :class:`OutputError`."""
     out_dir = output.out_dir or default_dir
     if out_dir is not None:
-        _check_folder(Path(out_dir), "the output folder (--out)")
+        check_folder(Path(out_dir), "the output folder (--out)")
     json_path = output.json_path or (Path(out_dir) / "report.json" if out_dir is not None else None)
     if json_path is not None:
         _check_file(Path(json_path), "the JSON report (--json)")
     return Outputs(out_dir and Path(out_dir), json_path and Path(json_path))
 
 
-def _check_folder(folder: Path, what: str) -> None:
+def check_folder(folder: Path, what: str) -> None:
     """``folder`` is a folder this process can write in, or can be made: nothing is created (a run
     refused later leaves no empty folder behind)."""
     nearest = next(p for p in (folder, *folder.parents) if os.path.lexists(p))
@@ -52,10 +52,10 @@ def _check_folder(folder: Path, what: str) -> None:
 
 
 def _check_file(path: Path, what: str) -> None:
-    """``path`` can be opened for writing (its folder: as for :func:`_check_folder`), without
+    """``path`` can be opened for writing (its folder: as for :func:`check_folder`), without
     truncating it or leaving a new file behind."""
     if not os.path.lexists(path):
-        _check_folder(path.parent, what)
+        check_folder(path.parent, what)
         return
     try:
         with open(path, "ab"):
@@ -64,4 +64,4 @@ def _check_file(path: Path, what: str) -> None:
         raise OutputError(f"cannot write {what} to {path}: {err.strerror or err}") from None
 
 
-__all__ = ["Outputs", "outputs"]
+__all__ = ["Outputs", "check_folder", "outputs"]
