@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 
 from tvm.ir.utils import derived_object
 from tvm.s_tir.meta_schedule.task_scheduler import PyTaskScheduler
@@ -51,8 +52,9 @@ def budget_tasks(tasks: list[int], costs: list[float], trials: int, per_iter: in
 class EagerGradientScheduler(PyTaskScheduler):
     """Gradient-based task selection (alpha, window as in MetaSchedule) with eager joins."""
 
-    def __init__(self, alpha: float = 0.2, window: int = 3, seed: int = 0):
+    def __init__(self, alpha: float = 0.2, window: int = 3, seed: int = 0, deadline: float | None = None):
         super().__init__()
+        self.deadline = deadline  # time.perf_counter() after which no batch starts (a --budget)
         self.alpha = alpha
         self.window = window
         self.rng = random.Random(seed)
@@ -91,6 +93,10 @@ class EagerGradientScheduler(PyTaskScheduler):
         self._join_all(sched)
         tasks = sched.tasks_
         live = [i for i, t in enumerate(tasks) if not t.is_terminated]
+        if live and self.deadline is not None and time.perf_counter() >= self.deadline:
+            for i in live:  # the budget is spent: the batches in flight were joined above and are kept
+                sched.terminate_task(i)
+            return -1
         if not live:
             return -1
         while self.next_warmup < len(tasks):  # one round for every task first, in order

@@ -194,11 +194,9 @@ class ProgressCallback(PyMeasureCallback):
 
     def __init__(self, result: TuningResult, tuned: list[int], progress: Progress, bar_id, budget: int,
                  patience: int, min_gain: float, db_session_update=None, stop: threading.Event | None = None,
-                 deadline: float | None = None, start: float | None = None):
+                 start: float | None = None):
         self.stop = stop
         self.start = time.perf_counter() if start is None else start  # when tuning began (perf_counter)
-        self.deadline = deadline  # time.perf_counter() after which every task is terminated
-        self.out_of_time = False
         self.result = result
         self.tuned = tuned  # scheduler task id -> index in result.tasks
         self.progress = progress
@@ -239,13 +237,6 @@ class ProgressCallback(PyMeasureCallback):
         if self.stop is not None and self.stop.is_set():
             # Ctrl-C: this batch is already in the database (AddToDatabase runs before us).
             raise KeyboardInterrupt
-        if self.deadline is not None and not self.out_of_time and time.perf_counter() >= self.deadline:
-            # The budget is spent: stop every task; the batches in flight finish and are kept.
-            self.out_of_time = True
-            for tid, record in enumerate(task_scheduler.tasks_):
-                if not record.is_terminated:
-                    task_scheduler.terminate_task(tid)
-            return
         # Early stop. Never inside the scheduler's final join (results seen >= budget), where
         # the scheduler terminates every task itself.
         stale = self.task_trials[task_id] - self.last_gain_at.get(task_id, 0)
@@ -355,7 +346,7 @@ def tune(tasks, target, records: Records, config: TuneConfig, console: Console |
                 callback = ProgressCallback(
                     result, selected, progress, bar, config.trials, patience, config.min_gain,
                     db_session_update=(lambda n: database.update_session(session_id, trials_done=n)) if session_id else None,
-                    stop=stop, deadline=deadline, start=start,
+                    stop=stop, start=start,
                 )
                 cost_model = ms.cost_model.XGBModel(
                     config=ms.cost_model.xgb_model.XGBConfig(seed=config.seed, nthread=config.threads),
@@ -374,7 +365,7 @@ def tune(tasks, target, records: Records, config: TuneConfig, console: Console |
                         database=scoped,
                         cost_model=cost_model,
                         measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), callback],
-                        task_scheduler=EagerGradientScheduler(seed=config.seed),
+                        task_scheduler=EagerGradientScheduler(seed=config.seed, deadline=deadline),
                         module_equality=me,
                     )
         except (KeyboardInterrupt, Exception) as err:
