@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -107,9 +109,7 @@ def make_engine(url: URL, timeout_s: float) -> Engine:
         try:
             cur.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
             if not in_memory:
-                mode = cur.execute("PRAGMA journal_mode").fetchone()[0]
-                if str(mode).lower() != "wal":
-                    cur.execute("PRAGMA journal_mode = WAL")
+                _switch_to_wal(cur, timeout_s)
             cur.execute("PRAGMA synchronous = FULL")
             cur.execute("PRAGMA foreign_keys = ON")
         finally:
@@ -123,6 +123,30 @@ def make_engine(url: URL, timeout_s: float) -> Engine:
             conn.exec_driver_sql("BEGIN")
 
     return engine
+
+
+def _switch_to_wal(cur, timeout_s: float) -> None:  # noqa: ANN001 - a sqlite3 cursor
+    """Put a SQLite file in WAL mode (a no-op once it is), waiting for other connections.
+
+    SQLite answers ``PRAGMA journal_mode = WAL`` with "database is locked" at once, without the
+    busy timeout, while another connection has the file open in rollback mode: two tuners that
+    create the same new database together. The switch is retried here, up to ``timeout_s``.
+    """
+    deadline = time.monotonic() + timeout_s
+    pause = 0.002
+    while True:
+        try:
+            if str(cur.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+                return
+            if str(cur.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower() == "wal":
+                return
+        except sqlite3.OperationalError as err:
+            if not _is_lock_error(err):
+                raise
+        if time.monotonic() >= deadline:
+            raise sqlite3.OperationalError("database is locked")
+        time.sleep(pause)
+        pause = min(2 * pause, 0.05)
 
 
 #: the PostgreSQL advisory lock that tvmq's write transactions take (any number; tvmq's own)

@@ -110,6 +110,39 @@ def test_two_processes_write_one_database(db_url: str) -> None:
     assert db.check(deep=False).ok
 
 
+def _open_at_once(path: str, barrier, results) -> None:  # in a forked child
+    try:
+        barrier.wait(timeout=30)
+        db = open_database(path)
+        db.end_session(db.begin_session(model_name="racer"), "finished", 0)
+        results.put("ok")
+    except Exception as err:  # noqa: BLE001 - reported to the parent
+        results.put(f"{type(err).__name__}: {err}")
+
+
+@pytest.mark.timeout(180)
+def test_processes_creating_one_new_file_at_once_all_open_it(tmp_path: Path) -> None:
+    """Two tuners started together on a database that does not exist yet both create it: the
+    switch to WAL, which SQLite refuses at once (not under the busy timeout) while another
+    connection has the file open, is retried (CI saw a tune fail this way in 0.03 s)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    failures = []
+    for round_ in range(25):
+        path = str(tmp_path / f"new{round_}.db")
+        barrier, results = ctx.Barrier(4), ctx.Queue()
+        procs = [ctx.Process(target=_open_at_once, args=(path, barrier, results)) for _ in range(4)]
+        for p in procs:
+            p.start()
+        outcomes = [results.get(timeout=60) for _ in procs]
+        for p in procs:
+            p.join(timeout=30)
+        failures += [o for o in outcomes if o != "ok"]
+        assert len(open_database(path).sessions()) == 4 - len([o for o in outcomes if o != "ok"])
+    assert not failures, failures[:3]
+
+
 @pytest.mark.timeout(60)
 def test_locked_past_timeout_raises_database_locked(db_url: str) -> None:
     open_database(db_url).close()  # create the schema
