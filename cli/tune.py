@@ -20,8 +20,10 @@ One run does, in order:
   1. load the model (a file or an http(s) URL, downloaded once and checksummed) and show what
      it holds: inputs, outputs, operators and how it is quantized;
   2. import it into Relax and extract the tuning tasks;
-  3. tune the tasks with MetaSchedule and an XGBoost cost model, every measurement kept in the
-     tuning database (--db), so a later run reuses it (--trials 0 tunes nothing);
+  3. lower it to integer kernels (int8 x int8 -> int32 on the target's dot-product instruction,
+     requantized as XNNPACK does; --no-int8 keeps TVM's QDQ float graph), then tune the tasks with
+     MetaSchedule and an XGBoost cost model for 3 minutes (--budget, --trials), every measurement
+     kept in the tuning database (--db), so a later run reuses it (--trials 0 tunes nothing);
   4. build the model with the best schedules the database holds for this exact target
      (int8 dot products it has none for: MetaSchedule's first design-space point);
   5. run every input (--image) through the build and through the TFLite interpreter and compare
@@ -34,14 +36,14 @@ One run does, in order:
 EPILOG = """\
 examples:
   tvmq-tune
-      the default run: the built-in quantized MobileNet, the host CPU, 200 trials into the
-      SQLite database ./tvmq.db — works offline. Run it again: the build reuses every record
-      and the next 200 trials go to the tasks not tuned yet.
+      the default run: the built-in quantized MobileNet on the integer path, the host CPU,
+      3 minutes of tuning into the SQLite database ./tvmq.db — works offline. Run it again: the
+      build reuses every record and the next 3 minutes go to the tasks not tuned yet.
   tvmq-tune --target native --model mobilenet_v2_1.0_224_quant.tflite \\
             --image cat.bmp --labels imagenet_labels.txt
   tvmq-tune --target cascadelake --model m.tflite --build-only
       cross-build for a CPU this host cannot run (tuned where the database has records,
-      MetaSchedule's first design-space point elsewhere: with --int8 that already uses vpdpbusd).
+      MetaSchedule's first design-space point elsewhere, which already uses vpdpbusd).
   tvmq-tune --list-targets
 
 limits (each overridable by its environment variable): a model file or download of at most
@@ -75,13 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--labels", metavar="PATH", help="class names, one per line (line N is class N)")
     tune = p.add_argument_group("tuning")
     tune.add_argument("--trials", type=run_option("trials"), default=None, metavar="N",
-                      help="measurement trials over all tasks (default: 200; 0 with --build-only). They go to the tasks the "
+                      help="measurement trials over all tasks (default: as many as --budget allows; 0 with --build-only). "
+                           "They go to the tasks the "
                            "database does not cover yet for this target, heaviest first (a budget under two rounds "
                            "of every task skips those worth under 2%% of the untuned time); 0 tunes nothing "
                            "and builds from the database alone")
     tune.add_argument("--budget", type=duration, metavar="TIME",
-                      help="tune until this much wall-clock time is spent (90s, 5m, 1h), then build; --trials, "
-                           "when given too, still caps the trials")
+                      help="tune until this much wall-clock time is spent (90s, 5m, 1h), then build (default: 3m "
+                           "when --trials is not given); --trials, when given too, still caps the trials")
     tune.add_argument("--retune", action="store_true",
                       help="also search tasks the database already covers (the search starts from their records)")
     tune.add_argument("--trials-per-task", type=run_option("trials_per_task"), metavar="N",
@@ -92,19 +95,19 @@ def build_parser() -> argparse.ArgumentParser:
                       help="tuning database: a SQLite file path or any SQLAlchemy URL (default: ./tvmq.db)")
     tune.add_argument("--show-tasks", action="store_true", help="print the task table even when not tuning")
     build = p.add_argument_group("code generation")
-    build.add_argument("--int8", action="store_true",
-                       help="run integer arithmetic: lower the QDQ graph to int8 x int8 -> int32 kernels with "
-                            "TFLite's fixed-point requantization, convolutions and dense layers packed for the "
+    build.add_argument("--int8", action=argparse.BooleanOptionalAction, default=None,
+                       help="integer arithmetic (the default): lower the QDQ graph to int8 x int8 -> int32 kernels "
+                            "with integer requantization (--requant), convolutions and dense layers packed for the "
                             "target's dot-product instruction (vpmaddubsw/vpmaddwd, vpdpbusd, sdot/udot: the "
-                            "profile's int8 scheme), which tuning tensorizes (default: the QDQ float graph TVM "
-                            "imports)")
+                            "profile's int8 scheme), which tuning tensorizes. --no-int8 builds the QDQ float graph "
+                            "TVM imports (dequantize, float operator, quantize): the fallback, and the comparison")
     # tvmq.int8.requant.MODES, spelled out: importing it loads TVM, which --help should not wait for
-    build.add_argument("--requant", choices=("tflite", "xnnpack"), default="tflite",
-                       help="with --int8, how accumulators are scaled to the next layer's integers: tflite "
-                            "(default; TFLite's fixed-point multiply and shift, bit-exact with its reference "
-                            "kernels) or xnnpack (the fp32 scaling the XNNPACK delegate, TFLite's default on "
-                            "x86 and Arm, computes: cheaper in vector code; differs from tflite by at most one "
-                            "unit on ties). The two build different kernels, tuned separately")
+    build.add_argument("--requant", choices=("tflite", "xnnpack"), default=None,
+                       help="how the integer kernels scale accumulators to the next layer's integers: xnnpack "
+                            "(default: the fp32 scaling of the XNNPACK delegate, which TFLite runs on x86 and Arm, "
+                            "so the build is verified against what TFLite computes there) or tflite (TFLite's "
+                            "fixed-point multiply and shift, bit-exact with its reference kernels; differs from "
+                            "xnnpack by at most one unit on ties). The two build different kernels, tuned separately")
     build.add_argument("--layout", default="profile", type=layout, metavar="LAYOUT",
                        help="convolution data layout: profile (the target profile's choice, default), NHWC, "
                             "NCHW, or NCHW<b>c such as NCHW16c")
@@ -127,9 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--repeat", type=run_option("repeat"), metavar="N",
                      help="benchmark: at least N timed runs of each engine (default: 10; on an RPC device exactly N)")
     run.add_argument("--tolerance", type=run_option("tolerance"), metavar="UNITS",
-                     help="largest difference allowed on any output, in quantized units (default: 0 with --int8, "
+                     help="largest difference allowed on any output, in quantized units (default: 0 on the integer path, "
                           "whose builds are compared with the TFLite kernels they compute: reference kernels for "
-                          "--requant tflite, XNNPACK for --requant xnnpack; 2 for the QDQ float graph, compared "
+                          "--requant tflite, XNNPACK for --requant xnnpack; 2 for the QDQ float graph (--no-int8), compared "
                           "with XNNPACK, where a classifier passes on its top-5)")
     run.add_argument("--explain-mismatch", action="store_true",
                      help="also run the model with every operator's output as an output, here and in TFLite, and "

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tvmq.errors import MissingDependency, TruncatedModel, one_line
+from tvmq.files import native_stderr_to
 
 from .loader import LoadedModel
 
@@ -182,10 +183,12 @@ class Reference:
         self.num_threads = num_threads
         phase = BUILD
         try:  # load_model proved that this does not crash; LiteRT may still refuse with these threads
-            self._it = cls(model_content=loaded.content if content is None else content, num_threads=num_threads,
-                           experimental_op_resolver_type=_resolver(kernels))
-            phase = ALLOCATE
-            self._it.allocate_tensors()
+            # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.", at construction or allocation
+            with native_stderr_to(os.devnull):
+                self._it = cls(model_content=loaded.content if content is None else content, num_threads=num_threads,
+                               experimental_op_resolver_type=_resolver(kernels))
+                phase = ALLOCATE
+                self._it.allocate_tensors()
         except (RuntimeError, ValueError) as err:
             raise Refusal(phase, one_line(err)).error(loaded.where) from None
         self._inputs = self._it.get_input_details()

@@ -93,7 +93,7 @@ def run_pair(plan: Plan, model: PlanModel, target: PlanTarget, out_dir: Path, co
     done = note is not None and tuned_before(plan.db, note)
     flat = {
         "model": model.path, "images": list(model.images), "labels": model.labels, "target": target.name,
-        "db": plan.db, "int8": plan.int8, "requant": plan.requant if plan.int8 else "tflite",
+        "db": plan.db, "int8": plan.int8, "requant": plan.requant if plan.int8 else None,
         "threads": target.threads or plan.threads, "build_only": build_only,
         "rpc_tracker": target.tracker, "rpc_key": target.key, "out": pair_dir,
         "trials": 0 if build_only or done else plan.trials, "budget": None if build_only or done else plan.budget_s,

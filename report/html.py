@@ -163,8 +163,11 @@ def _tuning_section(report: dict) -> str:
         out.append(f"<p>{' · '.join(facts)}</p>")
         if tuning.get("stopped_early"):
             out.append(f"<p>stopped early (no gain): {_e(', '.join(map(str, tuning['stopped_early'])))}</p>")
-    out.append(_plot("tuning-curve", "estimated end-to-end latency while tuning",
-                     plots.tuning_curve(tuning.get("curve"))))
+    latency = report.get("latency_ms")
+    tvm = latency.get("tvm") if isinstance(latency, dict) else None
+    measured = tvm.get("median") if isinstance(tvm, dict) else None
+    out.append(_plot("tuning-curve", "end-to-end latency while tuning (anchored at the measured build)",
+                     plots.tuning_curve(tuning.get("curve"), tuning.get("tasks"), _num(measured))))
     out.append(_plot("task-bars", f"the {plots.TOP_TASKS} costliest tasks, before and after tuning",
                      plots.task_bars(tuning.get("tasks"))))
     return "".join(out)

@@ -72,11 +72,47 @@ def _style(ax) -> None:
     ax.set_axisbelow(True)
 
 
+def anchored_curve(curve: list[dict] | None, tasks: list[dict] | None, measured_ms: float | None) -> list[dict]:
+    """The whole model's latency after each batch, anchored at ``measured_ms`` (the tuned build's
+    measured median): that latency, plus for every task searched in this run the time its best
+    schedule at that point still had over its final best (weight x difference), where a task not
+    yet searched counts with the best of its first round. Exact at the end; before, it assumes
+    the tasks' times add up, as the build runs them one after another. Empty without a
+    measurement or per-task points (reports before the points said which task they were)."""
+    if measured_ms is None or not curve:
+        return []
+    weights, firsts = {}, {}
+    for t in tasks or []:
+        if isinstance(t, dict) and isinstance(t.get("index"), int):
+            weights[t["index"]] = _number(t.get("weight")) or 1.0
+            firsts[t["index"]] = _number(t.get("first_round_ms"))
+    events = [p for p in curve if isinstance(p, dict) and p.get("task") in weights
+              and _number(p.get("best_ms")) is not None and _number(p.get("elapsed_s")) is not None]
+    if not events:
+        return []
+    final = {}
+    for p in events:
+        final[p["task"]] = p["best_ms"]
+    best = {k: firsts[k] if firsts.get(k) is not None else final[k] for k in final}
+    points = [{"elapsed_s": 0.0, "trials": 0}]
+    for p in events:
+        best[p["task"]] = p["best_ms"]
+        points.append({"elapsed_s": p["elapsed_s"], "trials": p.get("trials")})
+        points[-1]["estimated_ms"] = measured_ms + sum(weights[k] * (best[k] - final[k]) for k in final)
+    start = {k: firsts[k] if firsts.get(k) is not None else final[k] for k in final}
+    points[0]["estimated_ms"] = measured_ms + sum(weights[k] * (start[k] - final[k]) for k in final)
+    return points
+
+
 @_plot
-def tuning_curve(curve: list[dict] | None) -> str | None:
-    """The estimated end-to-end latency (ms) as tuning went on: against wall-clock minutes when
-    every point has ``elapsed_s``, else against trials (reports written before it existed)."""
+def tuning_curve(curve: list[dict] | None, tasks: list[dict] | None = None,
+                 measured_ms: float | None = None) -> str | None:
+    """The end-to-end latency (ms) as tuning went on: against wall-clock minutes when every point
+    has ``elapsed_s``, else against trials (reports written before it existed). The points' own
+    estimates where every task had a measured schedule; else :func:`anchored_curve`."""
     points = [p for p in (curve or []) if isinstance(p, dict) and _number(p.get("estimated_ms")) is not None]
+    if not points:
+        points = anchored_curve(curve, tasks, measured_ms)
     if not points:
         return None
     timed = all(_number(p.get("elapsed_s")) is not None for p in points)
@@ -98,7 +134,8 @@ def tuning_curve(curve: list[dict] | None) -> str | None:
 
 @dataclass(frozen=True)
 class TaskCost:
-    """One task's share of the model's time: weight x latency, before and after tuning."""
+    """One task's share of the model's time: weight x latency, before and after tuning (before:
+    the untuned kernel where it was measured, else the best of the first round)."""
 
     name: str
     untuned_ms: float | None
@@ -108,6 +145,7 @@ class TaskCost:
     def of(cls, task: dict) -> TaskCost:
         weight = _number(task.get("weight")) or 1.0
         before = _number(task.get("untuned_ms"))
+        before = before if before is not None else _number(task.get("first_round_ms"))
         after = _number(task.get("tuned_ms"))
         after = after if after is not None else _number(task.get("db_best_ms"))
         return cls(str(task.get("name", "?")), before * weight if before is not None else None,
@@ -143,7 +181,9 @@ def task_bars(tasks: list[dict] | None, top: int = TOP_TASKS) -> str | None:
     before = [c.untuned_ms or 0.0 for c in costs]
     after = [c.tuned_ms or 0.0 for c in costs]
     if any(c.untuned_ms is not None for c in costs):
-        ax.barh([y - h / 2 for y in ys], before, height=h, color=UNTUNED_COLOUR, label="untuned")
+        untuned = any(isinstance(t, dict) and _number(t.get("untuned_ms")) is not None for t in tasks or [])
+        ax.barh([y - h / 2 for y in ys], before, height=h, color=UNTUNED_COLOUR,
+                label="untuned" if untuned else "first round (best)")
     if any(c.tuned_ms is not None for c in costs):
         ax.barh([y + h / 2 for y in ys], after, height=h, color=TVM_COLOUR, label="tuned / database best")
     ax.set_yticks(ys, [_short(c.name) for c in costs], fontsize=7)

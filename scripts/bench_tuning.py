@@ -1,6 +1,18 @@
 #!/usr/bin/env python3
-"""Tuning benchmark: the numbers of the tuning issue, measured side by side in one run.
+"""Tuning benchmark: the numbers of the tuning issues, measured side by side in one run.
 
+--minutes 2,5,10,20 (the default): the tuning curve against wall-clock time. MODEL (default
+mobilenet_v2_1.0_224_quant, the integer path, the default requantization) is tuned into a fresh
+database in segments that end at those minutes of tuning; after each segment the model is built
+from the database, verified, and benchmarked against TFLite in alternating blocks, so every point
+is a measured latency (and its ratio to TFLite), not an estimate. Then, with --reference-db (a
+database tuned much longer, e.g. 2,000 trials), the same model built from it: the reference.
+Then SECOND is tuned for --second-minutes on the same database: how many of its tasks the first
+model's records already covered (its head start).
+
+    python scripts/bench_tuning.py --minutes 2,5,10 --reference-db ref.db
+
+--trials N instead: the earlier benchmark, by trials:
 1. tune MODEL (default mobilenet_v2_1.0_224_quant) with --trials into a fresh database, then
    build, verify and benchmark: untuned vs tuned vs TFLite in the same process;
 2. rerun with --trials 0 on that database: no measurement, the same tuned latency, and the time
@@ -69,13 +81,70 @@ def compare_builders(model: str, trials: int, console: Console) -> list[tuple[st
     return rows
 
 
+def curve(args, console: Console) -> dict:
+    """The tuning curve in segments of wall-clock minutes, the reference and the second model."""
+    db = args.db or str(Path(tempfile.mkdtemp(prefix="tvmq-bench-")) / "tune.db")
+    common = dict(target=args.target, images=[args.image], labels=args.labels, repeat=args.repeat)
+    out = Path(args.out)
+    points, spent, trials = [], 0.0, 0
+    wall0 = time.perf_counter()
+    for minutes in sorted(float(m) for m in args.minutes.split(",")):
+        budget = minutes * 60 - spent
+        if budget <= 1:
+            continue
+        r = run(console, model=args.model, db=db, budget=budget, out_dir=out / f"curve_{minutes:g}m", **common)
+        spent += r["timings_s"].get("tune", budget)
+        trials += r["tuning"]["trials"]
+        lat = r["latency_ms"]
+        points.append({"minutes": round(spent / 60, 2), "trials": trials, "trials_per_min": trials / spent * 60,
+                       "tvm_ms": lat["tvm"]["median"], "tflite_ms": lat["tflite"]["median"],
+                       "ratio": lat["ratio_tvm_over_tflite"], "ratio_ci95": lat.get("ratio_ci95"),
+                       "tasks_with_records": sum(1 for t in r["tuning"]["tasks"] if t["in_db"]),
+                       "tasks": r["tuning"]["tasks_total"], "verdict": r["verdict"]})
+    summary: dict = {"db": db, "model": args.model, "curve": points,
+                     "wall_s": round(time.perf_counter() - wall0, 1)}
+    table = Table(title="Tuning curve: measured latency against minutes of tuning", title_justify="left")
+    for col in ("minutes", "trials", "trials/min", "tasks tuned", "tvmq ms", "TFLite ms", "tvmq/TFLite (95% CI)", "verdict"):
+        table.add_column(col)
+    for p in points:
+        ci = p["ratio_ci95"]
+        table.add_row(f"{p['minutes']:.1f}", str(p["trials"]), f"{p['trials_per_min']:.0f}",
+                      f"{p['tasks_with_records']}/{p['tasks']}", f"{p['tvm_ms']:.3f}", f"{p['tflite_ms']:.3f}",
+                      f"{p['ratio']:.2f}" + (f" ({ci[0]:.2f}-{ci[1]:.2f})" if ci else ""), p["verdict"])
+    if args.reference_db:
+        ref = run(console, model=args.model, db=args.reference_db, trials=0, out_dir=out / "reference", **common)
+        lat = ref["latency_ms"]
+        summary["reference"] = {"db": args.reference_db, "tvm_ms": lat["tvm"]["median"],
+                                "tflite_ms": lat["tflite"]["median"], "ratio": lat["ratio_tvm_over_tflite"],
+                                "tasks_with_records": sum(1 for t in ref["tuning"]["tasks"] if t["in_db"])}
+        table.add_row("reference", "-", "-", "-", f"{lat['tvm']['median']:.3f}", f"{lat['tflite']['median']:.3f}",
+                      f"{lat['ratio_tvm_over_tflite']:.2f}", ref["verdict"])
+    Console().print(table)
+    if points and args.reference_db:
+        last, ref = points[-1], summary["reference"]
+        Console().print(f"after {last['minutes']:.1f} min: {last['ratio'] / ref['ratio']:.2f}x the reference's "
+                        "latency (compared through each one's ratio to TFLite, measured in its own run)")
+    if args.second_minutes > 0:
+        second = run(console, model=args.second, db=db, budget=args.second_minutes * 60, out_dir=out / "second", **common)
+        tuning = second["tuning"]
+        summary["second"] = {"model": args.second, "tasks_total": tuning["tasks_total"],
+                             "tasks_from_db": tuning["tasks_from_db"], "trials": tuning["trials"],
+                             "ratio": second["latency_ms"]["ratio_tvm_over_tflite"], "verdict": second["verdict"]}
+        Console().print(f"second model: {tuning['tasks_from_db']} of {tuning['tasks_total']} tasks had records from "
+                        f"the first before its own {args.second_minutes:g} min of tuning")
+    return summary
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=str(MODELS / "mobilenet_v2_1.0_224_quant.tflite"))
     ap.add_argument("--second", default=str(MODELS / "tf2_mobilenet_v2_1.0_224_ptq.tflite"))
     ap.add_argument("--image", default=str(MODELS / "cat.bmp"))
     ap.add_argument("--labels", default=str(MODELS / "imagenet_labels.txt"))
-    ap.add_argument("--trials", type=int, default=1500)
+    ap.add_argument("--minutes", default="2,5,10,20", help="curve checkpoints, minutes of tuning (default 2,5,10,20)")
+    ap.add_argument("--reference-db", help="a database tuned much longer for MODEL (e.g. 2,000 trials): the reference")
+    ap.add_argument("--second-minutes", type=float, default=2.0, help="tuning minutes of SECOND after the curve")
+    ap.add_argument("--trials", type=int, default=0, help="the trials mode instead of the curve")
     ap.add_argument("--second-trials", type=int, default=0, help="trials for the second model (default 0: coverage only)")
     ap.add_argument("--target", default="native")
     ap.add_argument("--repeat", type=int, default=30)
@@ -85,6 +154,9 @@ def main() -> int:
     ap.add_argument("--skip-tuning", action="store_true", help="only --compare-builders")
     args = ap.parse_args()
     console = Console(stderr=True)
+    if not args.trials and not args.compare_builders:
+        print(json.dumps(curve(args, console), indent=2))
+        return 0
     out = Path(args.out)
     db = args.db or str(Path(tempfile.mkdtemp(prefix="tvmq-bench-")) / "tune.db")
     summary: dict = {"db": db}

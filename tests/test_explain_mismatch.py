@@ -31,9 +31,9 @@ def _broken_add(monkeypatch):
 
 
 def _explained(capsys, tmp_path, model_factory):
-    """``tvmq-tune --int8 --explain-mismatch`` on the small int8 CNN, untuned: exit status, output, report."""
+    """``tvmq-tune --requant tflite --explain-mismatch`` on the small int8 CNN, untuned: exit status, output, report."""
     report_path = tmp_path / "r.json"
-    rc, err = run_tune(capsys, ["--model", str(model_factory.path("int8")), "--int8", "--trials", "0",
+    rc, err = run_tune(capsys, ["--model", str(model_factory.path("int8")), "--int8", "--requant", "tflite", "--trials", "0",
                                 "--repeat", "1", "--bench-seconds", "0", "--explain-mismatch",
                                 "--out", str(tmp_path / "o"),
                                 "--json", str(report_path), "--db", str(tmp_path / "t.db")])
@@ -69,11 +69,12 @@ def test_the_same_build_unbroken_agrees_everywhere(capsys, tmp_path, model_facto
 
 
 @pytest.mark.parametrize("flags, kernels, exact, tolerance", [
-    ([], "xnnpack", False, 2.0),
-    (["--tolerance", "0"], "xnnpack", False, 0.0),
-    (["--int8"], "reference", True, 0.0),
+    ([], "xnnpack", True, 0.0),  # the default: the integer path, requantized as XNNPACK does
+    (["--no-int8"], "xnnpack", False, 2.0),
+    (["--no-int8", "--tolerance", "0"], "xnnpack", False, 0.0),
+    (["--requant", "tflite"], "reference", True, 0.0),
     (["--int8", "--requant", "xnnpack"], "xnnpack", True, 0.0),
-    (["--int8", "--tolerance", "1"], "reference", False, 1.0),
+    (["--requant", "tflite", "--tolerance", "1"], "reference", False, 1.0),
 ])
 def test_verification_policy_follows_the_build(flags, kernels, exact, tolerance):
     from tvmq.cli.tune import build_parser

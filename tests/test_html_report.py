@@ -157,6 +157,25 @@ def test_plots_return_none_without_data_and_svg_with_it():
         ("tvmq", 3.0, 3.2, "95% CI"), ("TFLite", 3.5, 4.5, "min-max")]
 
 
+def test_anchored_curve_ends_at_the_measured_latency():
+    """Without a complete estimate, the curve is the measured latency plus what each searched task
+    still had over its final best: task 0 (weight 2) goes 5 -> 4 -> 3 ms, task 1 (weight 1) 2 -> 1."""
+    tasks = [{"index": 0, "weight": 2, "first_round_ms": 5.0}, {"index": 1, "weight": 1, "first_round_ms": 2.0},
+             {"index": 2, "weight": 9, "first_round_ms": None}]  # never searched: no part in the curve
+    curve = [{"trials": 16, "elapsed_s": 10, "estimated_ms": None, "task": 0, "best_ms": 4.0},
+             {"trials": 32, "elapsed_s": 20, "estimated_ms": None, "task": 1, "best_ms": 1.0},
+             {"trials": 48, "elapsed_s": 30, "estimated_ms": None, "task": 0, "best_ms": 3.0}]
+    points = plots.anchored_curve(curve, tasks, measured_ms=10.0)
+    assert [p["elapsed_s"] for p in points] == [0.0, 10, 20, 30]
+    # start: 10 + 2*(5-3) + 1*(2-1) = 15; then 10 + 2*(4-3) + 1 = 13; 10 + 2 + 0 = 12; 10
+    assert [p["estimated_ms"] for p in points] == [15.0, 13.0, 12.0, 10.0]
+    assert plots.anchored_curve(curve, tasks, None) == [] and plots.anchored_curve([], tasks, 1.0) == []
+    old = [{"trials": 16, "estimated_ms": None, "elapsed_s": 3}]  # a report from before the points named their task
+    assert plots.anchored_curve(old, tasks, 1.0) == [] and plots.tuning_curve(old, tasks, 1.0) is None
+    svg = plots.tuning_curve(curve, tasks, 10.0)
+    assert svg.startswith("<svg") and "15 ms → 10 ms (1.50x)" in svg
+
+
 def test_costliest_tasks_weigh_latency_by_calls():
     tasks = [{"name": "cheap", "weight": 1, "untuned_ms": 1.0, "tuned_ms": 0.5},
              {"name": "often", "weight": 10, "untuned_ms": 0.5, "tuned_ms": None, "db_best_ms": 0.2},
@@ -354,7 +373,8 @@ def test_a_really_tuned_run_in_a_browser(tmp_path, model_factory):
     report, _ = _tune(model_factory.path("uint8"), tmp_path / "out", tmp_path / "t.db", 16)
     curve = report["tuning"]["curve"]
     elapsed = [p["elapsed_s"] for p in curve]
-    assert len(curve) >= 2 and elapsed == sorted(elapsed) and elapsed[0] >= 0
+    assert len(curve) >= 1 and elapsed == sorted(elapsed) and elapsed[0] >= 0
+    assert all(isinstance(p["task"], int) and p["best_ms"] > 0 for p in curve)
     with _browser() as (page, _):
         page.goto((tmp_path / "out" / "report.html").as_uri())
         _assert_plots_drawn(page, {"latency", "tuning-curve", "task-bars"})

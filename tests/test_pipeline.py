@@ -174,7 +174,7 @@ def test_int8_path_end_to_end(capsys, tmp_path, model_factory, photo):
 @pytest.mark.shared_models
 def test_int8_path_on_a_real_model(capsys, tmp_path, models_dir):
     report_path = tmp_path / "r.json"
-    rc, err = run_tune(capsys, ["--model", str(models_dir / "mobilenet_v1_0.25_128_quant.tflite"), "--int8",
+    rc, err = run_tune(capsys, ["--model", str(models_dir / "mobilenet_v1_0.25_128_quant.tflite"), "--int8", "--requant", "tflite",
                                 "--image", str(models_dir / "cat.bmp"), "--labels", str(models_dir / "imagenet_labels.txt"),
                                 "--out", str(tmp_path / "o"), "--json", str(report_path), "--trials", "0", "--repeat", "3",
                                 "--bench-seconds", "0.1",
@@ -220,5 +220,5 @@ def test_requant_choices_are_the_lowerings_modes():
 
 
 def test_requant_needs_int8(capsys, model_factory):
-    rc, err = run_tune(capsys, ["--model", str(model_factory.path("uint8")), "--requant", "xnnpack"])
-    assert rc == 2 and "--requant" in err and "--int8" in err and "Traceback" not in err, err
+    rc, err = run_tune(capsys, ["--model", str(model_factory.path("uint8")), "--no-int8", "--requant", "xnnpack"])
+    assert rc == 2 and "--requant" in err and "--no-int8" in err and "Traceback" not in err, err

@@ -7,6 +7,7 @@ minutes (mostly the build workers' one-time import of TVM's tensor intrinsics).
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -53,15 +54,54 @@ def test_first_session_tunes_and_records(tuned):
     assert t["tasks_total"] >= 5 and t["tasks_from_db"] == 0
     assert t["task_dedup"]["fused_calls"] >= t["task_dedup"]["structural"] >= t["task_dedup"]["anchor-block"]
     curve = t["curve"]
-    assert curve[0]["trials"] == 0 and curve[-1]["trials"] == t["trials"]
+    # no untuned phase: the first point is the first measured batch
+    assert 0 < curve[0]["trials"] <= 32 and curve[-1]["trials"] == t["trials"]
+    assert all(b["elapsed_s"] >= a["elapsed_s"] for a, b in zip(curve, curve[1:]))
+    # an end-to-end estimate only once every task has a measured schedule, and then it only improves
     estimates = [p["estimated_ms"] for p in curve if p["estimated_ms"] is not None]
-    assert estimates and all(b <= a + 1e-9 for a, b in zip(estimates, estimates[1:])), "best only improves"
+    assert all(b <= a + 1e-9 for a, b in zip(estimates, estimates[1:])), "best only improves"
+    assert not estimates or all(x["tuned_ms"] or x["db_best_ms"] for x in t["tasks"])
     tuned_tasks = [x for x in t["tasks"] if x["trials"]]
-    assert tuned_tasks and all(x["untuned_ms"] and x["tuned_ms"] for x in tuned_tasks)
+    assert tuned_tasks and all(x["first_round_ms"] and x["tuned_ms"] for x in tuned_tasks)
+    assert all(x["tuned_ms"] <= x["first_round_ms"] * 1.001 for x in tuned_tasks), "the best is never worse"
+    assert all(x["untuned_ms"] is None for x in t["tasks"]), "untuned kernels are not measured by default"
     assert "tvm_untuned" in r["latency_ms"] and r["latency_ms"]["speedup_tuned_over_untuned"] > 0
     db = open_database(tuned["db"])
     (session,) = db.sessions()
     assert session.status == "finished" and db.count_records() >= t["trials"] - 2
+
+
+def test_warm_start_trains_the_cost_model_on_the_database(tuned):
+    """A second search starts from a cost model trained on every measured record of the target:
+    its ranking of candidates is no longer a constant."""
+    from tvm.s_tir import meta_schedule as ms
+
+    from tvmq.targets import host_info, resolve_target
+    from tvmq.tuner.warmstart import measured, warm_start
+
+    profile, _ = resolve_target("native")
+    target = profile.tvm_target(num_cores=min(profile.default_threads or 1, host_info().logical_cores))
+    db = open_database(tuned["db"])
+    view = db.scoped(target)
+    records = [r for r in view.get_all_tuning_records() if measured(r)]
+    assert len(records) >= 8
+    model = ms.cost_model.XGBModel(config=ms.cost_model.xgb_model.XGBConfig(seed=0, nthread=1),
+                                   num_tuning_cores=1, adaptive_training=True)
+    assert warm_start(model, view, target, threads=1) == len(records)
+    assert model.booster is not None and model.data_size == len(records)
+    assert len(model.data) == len({r.workload.__hash__() for r in records}), "one feature group per workload"
+    # the trained model ranks the stored schedules of one workload apart
+    by_workload: dict = {}
+    for r in records:
+        by_workload.setdefault(r.workload.__hash__(), []).append(r)
+    group = max(by_workload.values(), key=len)
+    context = ms.TuneContext(mod=group[0].workload.mod, target=target, num_threads=1, task_name="check")
+    scores = model.predict(context, [r.as_measure_candidate() for r in group])
+    assert len(set(float(x) for x in scores)) > 1
+    # an empty database leaves the model untouched
+    empty = open_database(tuned["folder"] / "empty.db")
+    fresh = ms.cost_model.XGBModel(adaptive_training=True)
+    assert warm_start(fresh, empty.scoped(target), target, threads=1) == 0 and fresh.booster is None
 
 
 def test_rerun_with_zero_trials_reuses_without_measuring(tuned, capsys, tmp_path):
@@ -153,6 +193,9 @@ def test_two_processes_tune_into_one_sqlite_file(tmp_path, model_factory):
     for p in procs:
         _, err = p.communicate(timeout=900)
         assert p.returncode == 0, err[-3000:]
+        # stderr is a pipe, not a terminal: plain progress lines instead of a bar
+        assert re.search(r"^tuning \d+:\d\d: \d+ trials \(\d+/min\), \d+ tasks searched", err, re.M), err[-3000:]
+        assert "Created TensorFlow Lite XNNPACK delegate" not in err
     db = open_database(db_path)
     sessions = db.sessions()
     assert len(sessions) == 2 and all(s.status == "finished" for s in sessions)

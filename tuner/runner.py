@@ -47,7 +47,7 @@ def make_local_runner(
     timeout_sec: float = 30.0,
     number: int = 3,
     repeat: int = 1,
-    min_repeat_ms: int = 100,
+    min_repeat_ms: int = 50,
     enable_cpu_cache_flush: bool = False,
     *,
     cooldown_sec: float = 0.0,

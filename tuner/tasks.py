@@ -30,7 +30,8 @@ class TaskInfo:
     flops: float
     in_db: bool = False
     db_best_ms: float | None = None
-    untuned_ms: float | None = None
+    untuned_ms: float | None = None  # the unscheduled kernel, measured only when asked (TuneConfig.measure_untuned)
+    first_round_ms: float | None = None  # the best of this run's first measured round of the task
     tuned_ms: float | None = None
     trials: int = 0
     from_earlier_session: bool = False
@@ -143,13 +144,22 @@ def tasks_table(infos: list[TaskInfo], title: str) -> Table:
     return table
 
 
+def before_ms(t: TaskInfo) -> float | None:
+    """A task's latency before this run tuned it: its unscheduled kernel where that was measured,
+    else the best of its first measured round."""
+    return t.untuned_ms if t.untuned_ms is not None else t.first_round_ms
+
+
 def results_table(infos: list[TaskInfo]) -> Table:
-    table = Table(title="Per-task latency before and after tuning (ms)", title_justify="left")
-    for col in ("#", "task", "weight", "untuned", "tuned", "speed-up", "trials", "source"):
+    untuned = any(t.untuned_ms is not None for t in infos)
+    before = "untuned" if untuned else "1st round"
+    table = Table(title="Per-task latency before and after tuning (ms)" + (
+        "" if untuned else "; before: the best of the task's first round of candidates"), title_justify="left")
+    for col in ("#", "task", "weight", before, "tuned", "speed-up", "trials", "source"):
         table.add_column(col, justify="left" if col in ("task", "source") else "right")
     for t in infos:
-        speed = f"{t.untuned_ms / t.tuned_ms:.1f}x" if t.untuned_ms and t.tuned_ms else "-"
+        b = before_ms(t)
+        speed = f"{b / t.tuned_ms:.1f}x" if b and t.tuned_ms else "-"
         source = "earlier session" if t.from_earlier_session else ("this run" if t.trials else "")
-        table.add_row(str(t.index), t.name, str(t.weight), _ms(t.untuned_ms), _ms(t.tuned_ms), speed,
-                      str(t.trials), source)
+        table.add_row(str(t.index), t.name, str(t.weight), _ms(b), _ms(t.tuned_ms), speed, str(t.trials), source)
     return table

@@ -20,7 +20,12 @@ from pathlib import Path
 from tvmq.errors import UsageError
 
 REQUANT_MODES = ("tflite", "xnnpack")  # tvmq.int8.requant.MODES, named here without importing TVM
-DEFAULT_TRIALS = 200
+#: the integer path's requantization when none is asked for: what LiteRT runs on x86 and Arm (its
+#: XNNPACK delegate), so that the default build is verified against what a user's TFLite computes
+DEFAULT_REQUANT = "xnnpack"
+DEFAULT_TRIALS = 200  # --trials alone caps nothing else; with neither --trials nor --budget: DEFAULT_BUDGET_S
+#: the search of a run given neither --trials nor --budget: a coffee break of wall-clock time
+DEFAULT_BUDGET_S = 180.0
 BUDGET_TRIALS_CAP = 100_000  # with --budget and no --trials: the clock ends the search, not a count
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h)?\s*$")
 _UNIT_S = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}
@@ -86,10 +91,13 @@ class TuningOptions:
 
 @dataclass(frozen=True)
 class CodegenOptions:
-    """What code is generated. ``layout`` and ``winograd`` left at None take the profile's choice."""
+    """What code is generated. ``layout`` and ``winograd`` left at None take the profile's choice.
 
-    int8: bool = False
-    requant: str = "tflite"
+    The integer path is the default; ``int8=False`` imports the QDQ float graph as TVM does (the
+    fallback, and the comparison). ``requant`` only matters on the integer path."""
+
+    int8: bool = True
+    requant: str = DEFAULT_REQUANT
     layout: str | None = None
     winograd: bool | None = None
 
@@ -126,8 +134,9 @@ class RunOptions:
     @classmethod
     def from_mapping(cls, values: Mapping) -> RunOptions:
         """The groups from flat names (``tvmq-tune``'s argparse destinations, e.g. ``vars(args)``;
-        ``target`` names the profile, ``out``/``json`` the output paths). Unknown names are an error;
-        ``trials`` left out (or None) is the default budget, or 0 with ``build_only``. Validated."""
+        ``target`` names the profile, ``out``/``json`` the output paths). Unknown names are an error.
+        With neither ``trials`` nor ``budget`` the search gets :data:`DEFAULT_BUDGET_S` of wall-clock
+        time (``build_only``: no search). Validated."""
         flat = {k: v for k, v in values.items() if v is not None}
         renames = {"target": "name", "out": "out_dir", "json": "json_path"}
         flat = {renames.get(k, k): v for k, v in flat.items()}
@@ -139,8 +148,14 @@ class RunOptions:
             flat["images"] = tuple(_flatten(flat.pop("image")))
         if "budget" in flat:
             flat["budget_s"] = flat.pop("budget")
-        budget_cap = BUDGET_TRIALS_CAP if flat.get("budget_s") else DEFAULT_TRIALS
-        flat.setdefault("trials", 0 if flat.get("build_only") else budget_cap)
+        if flat.get("int8") is False and "requant" in flat:
+            raise UsageError("--requant chooses how the integer kernels requantize: it cannot go with --no-int8 "
+                             "(the QDQ float graph has no integer requantization to choose)")
+        if flat.get("build_only"):
+            flat.setdefault("trials", 0)
+        elif "trials" not in flat:  # neither: the default budget; --budget alone: the clock ends the search
+            flat.setdefault("budget_s", DEFAULT_BUDGET_S)
+            flat["trials"] = BUDGET_TRIALS_CAP
         groups = {}
         for name, group in (("source", SourceOptions), ("target", TargetOptions), ("tuning", TuningOptions),
                             ("codegen", CodegenOptions), ("measurement", MeasurementOptions),
@@ -176,9 +191,6 @@ class RunOptions:
         if self.measurement.explain_mismatch and (t.build_only or t.rpc_tracker):
             raise UsageError("--explain-mismatch runs every tensor of the model on this host: it cannot go with "
                              f"{'--build-only' if t.build_only else '--rpc-tracker'}")
-        if c.requant != "tflite" and not c.int8:
-            raise UsageError("--requant chooses how --int8 kernels requantize: add --int8 (the QDQ float graph "
-                             "has no integer requantization to choose)")
         return self
 
 

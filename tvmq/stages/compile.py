@@ -158,7 +158,7 @@ def tune(lowered: Lowered, records, plan_: Plan, tuning: TuningOptions, work_dir
                         retune=tuning.retune, threads=plan_.threads, work_dir=work_dir, runner=plan_.runner,
                         budget_s=tuning.budget_s)
     if tuning.budget_s and tuning.trials:
-        text = f"tune for {tuning.budget_s:g} s" + (f" (at most {tuning.trials} trials)"
+        text = f"tune for {tuning.budget_s:.0f} s" + (f" (at most {tuning.trials} trials)"
                                                      if tuning.trials < BUDGET_TRIALS_CAP else "")
     else:
         text = f"tune ({tuning.trials} trials)" if tuning.trials else "look up the database"
