@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tvmq.errors import UsageError
-from tvmq.options import REQUANT_MODES, parse_duration
+from tvmq.options import DEFAULT_REQUANT, REQUANT_MODES, parse_duration
 
 MODES = ("local", "build-only", "rpc")
 _TOP_KEYS = {"db", "budget", "trials", "int8", "requant", "threads", "threshold", "model", "target"}
@@ -53,7 +53,7 @@ class Plan:
     budget_s: float | None = None
     trials: int | None = None
     int8: bool = True
-    requant: str = "xnnpack"
+    requant: str = DEFAULT_REQUANT
     threads: int | None = None
     threshold: float | None = None  # the gate's slowdown threshold (None: 5%); a target's own wins
     source: str = "<command line>"
@@ -98,7 +98,7 @@ def plan_from_dict(data: dict, base: Path, source: str) -> Plan:
                 budget_s=_duration(data.get("budget"), source),
                 trials=_whole(data, "trials", source, low=0),
                 int8=_typed(data, "int8", bool, source, default=True),
-                requant=_typed(data, "requant", str, source, default="xnnpack"),
+                requant=_typed(data, "requant", str, source, default=DEFAULT_REQUANT),
                 threads=_whole(data, "threads", source, low=1),
                 threshold=_fraction(data, "threshold", source))
     return check(plan)

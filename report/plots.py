@@ -93,14 +93,15 @@ def anchored_curve(curve: list[dict] | None, tasks: list[dict] | None, measured_
     final = {}
     for p in events:
         final[p["task"]] = p["best_ms"]
-    best = {k: firsts[k] if firsts.get(k) is not None else final[k] for k in final}
-    points = [{"elapsed_s": 0.0, "trials": 0}]
+    best = {k: firsts[k] if firsts.get(k) is not None else final[k] for k in final}  # before any batch
+
+    def latency() -> float:
+        return measured_ms + sum(weights[k] * (best[k] - final[k]) for k in final)
+
+    points = [{"elapsed_s": 0.0, "trials": 0, "estimated_ms": latency()}]
     for p in events:
         best[p["task"]] = p["best_ms"]
-        points.append({"elapsed_s": p["elapsed_s"], "trials": p.get("trials")})
-        points[-1]["estimated_ms"] = measured_ms + sum(weights[k] * (best[k] - final[k]) for k in final)
-    start = {k: firsts[k] if firsts.get(k) is not None else final[k] for k in final}
-    points[0]["estimated_ms"] = measured_ms + sum(weights[k] * (start[k] - final[k]) for k in final)
+        points.append({"elapsed_s": p["elapsed_s"], "trials": p.get("trials"), "estimated_ms": latency()})
     return points
 
 

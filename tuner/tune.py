@@ -242,13 +242,10 @@ class ProgressCallback(PyMeasureCallback):
         self.task_trials[task_id] = self.task_trials.get(task_id, 0) + n
         info = self.result.tasks[self.tuned[task_id]]
         info.trials = self.task_trials[task_id]
+        latencies = [m for m in (median_ms(r) for r in runner_results) if m is not None]
         if info.trials == n:  # the task's first round
-            firsts = [m for m in (median_ms(r) for r in runner_results) if m is not None]
-            info.first_round_ms = min(firsts) if firsts else None
-        for r in runner_results:
-            ms_ = median_ms(r)
-            if ms_ is None:
-                continue
+            info.first_round_ms = min(latencies) if latencies else None
+        for ms_ in latencies:
             old = self.best.get(task_id)
             if old is None or ms_ < old * (1 - self.min_gain):
                 self.last_gain_at[task_id] = self.task_trials[task_id]

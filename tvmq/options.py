@@ -23,7 +23,6 @@ REQUANT_MODES = ("tflite", "xnnpack")  # tvmq.int8.requant.MODES, named here wit
 #: the integer path's requantization when none is asked for: what LiteRT runs on x86 and Arm (its
 #: XNNPACK delegate), so that the default build is verified against what a user's TFLite computes
 DEFAULT_REQUANT = "xnnpack"
-DEFAULT_TRIALS = 200  # --trials alone caps nothing else; with neither --trials nor --budget: DEFAULT_BUDGET_S
 #: the search of a run given neither --trials nor --budget: a coffee break of wall-clock time
 DEFAULT_BUDGET_S = 180.0
 BUDGET_TRIALS_CAP = 100_000  # with --budget and no --trials: the clock ends the search, not a count
@@ -235,5 +234,5 @@ def layout_problem(layout: str) -> str | None:
 
 
 __all__ = ["RunOptions", "SourceOptions", "TargetOptions", "TuningOptions", "CodegenOptions",
-           "MeasurementOptions", "OutputOptions", "DEFAULT_TRIALS", "INT32_MAX", "RANGES", "REQUANT_MODES",
+           "MeasurementOptions", "OutputOptions", "DEFAULT_BUDGET_S", "DEFAULT_REQUANT", "INT32_MAX", "RANGES", "REQUANT_MODES",
            "layout_problem", "parse_duration", "range_problem"]
