@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("build", metavar="BUILD", help="folder written by tvmq-tune --out (or its model.so)")
     p.add_argument("--image", action="append", default=[], nargs="+", metavar="PATH",
                    help="image file(s) or folder(s); without it a synthetic input is used")
+    p.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy", dest="inputs",
+                   help="feed the input NAME this array (a .npy of its exact shape and dtype; repeatable)")
     p.add_argument("--labels", metavar="PATH", help="class names, one per line")
     p.add_argument("--seed", type=run_option("seed"), default=0, help="seed of the synthetic input (default: 0)")
     p.add_argument("--threads", type=run_option("threads"), metavar="N", help="threads (default: those of the build)")
@@ -52,6 +54,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def body() -> int:
         from tvmq.model import load_labels, make_inputs
+        from tvmq.model.inputs import read_input_arrays
         from tvmq.report.stats import latency_stats
         from tvmq.report.verify import is_classification, top_k
         from tvmq.tuner import artifact
@@ -63,7 +66,8 @@ def main(argv: list[str] | None = None) -> None:
         lib, meta = art.path, art.metadata
         set_threads(args.threads or meta.threads)
         labels = load_labels(args.labels)
-        samples = make_inputs(meta, [p for group in args.image for p in group], args.seed)
+        samples = make_inputs(meta, [p for group in args.image for p in group], args.seed,
+                              arrays=read_input_arrays(meta, args.inputs))
         results = []
         for s in samples:
             outs = art.run(s.arrays)
@@ -126,7 +130,13 @@ def compare_tflite(art, args: argparse.Namespace, arrays: list, console: Console
         console.print(f"[yellow]tvmq-run: warning:[/] {escape(shown)} is not the model {escape(meta.model)} this "
                       "build was made from (another sha256): timing it anyway", highlight=False, soft_wrap=True)
     threads = args.threads or meta.threads
-    reference = Reference(model, num_threads=threads)
+    content = None
+    wanted = [t.name for t in meta.outputs]
+    if meta.partition is not None and wanted != [t.name for t in info.outputs]:
+        from tvmq.model.cut import cut
+
+        content = cut(model.content, wanted)  # a build whose last part runs nowhere: what it computes
+    reference = Reference(model, num_threads=threads, content=content)
     plan = BlockPlan.for_options(MeasurementOptions(bench_seconds=args.bench_seconds, bench_blocks=args.bench_blocks,
                                                     repeat=1))
     with Steps(console).step("benchmark", f"time the build and {reference.interpreter} in alternating blocks "

@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--image", action="append", default=[], nargs="+", metavar="PATH",
                       help="image file(s) or folder(s) to verify with (any format Pillow reads; "
                            "repeatable). Without --image a deterministic synthetic input is used")
+    what.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy", dest="inputs",
+                      help="feed the model input NAME this array (a .npy of its exact shape and dtype; "
+                           "repeatable): a detector's recurrent state, a second input. Inputs neither --image "
+                           "nor --input feeds get deterministic synthetic values")
     what.add_argument("--labels", metavar="PATH", help="class names, one per line (line N is class N)")
     tune = p.add_argument_group("tuning")
     tune.add_argument("--trials", type=run_option("trials"), default=None, metavar="N",

@@ -38,6 +38,7 @@ class OutputQuant:
     dtype: str
     qmin: int
     qmax: int
+    activation: bool = False  # a float activation (RELU, RELU6, ...) was folded into the clamp
 
     @classmethod
     def of(cls, scale: float, zero_point: int, dtype: str, clip: Optional[Tuple[int, int]] = None) -> "OutputQuant":
@@ -57,7 +58,7 @@ class OutputQuant:
 
         amin = self.qmin if lo == -np.inf else max(self.qmin, level(lo))
         amax = self.qmax if hi == np.inf else min(self.qmax, level(hi))
-        return replace(self, qmin=amin, qmax=amax)
+        return replace(self, qmin=amin, qmax=amax, activation=True)
 
     @property
     def full_range(self) -> bool:

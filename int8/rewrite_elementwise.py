@@ -10,7 +10,16 @@ from .kernels_elementwise import add_te
 from .params import AddParams, OutputQuant, QuantParams
 from .patterns import RewriteContext, register_int8, require, shape_of
 
-__all__ = ["add"]
+__all__ = ["add", "xnnpack_takes_add"]
+
+# The XNNPACK delegate takes a quantized ADD only when each input-to-output scale ratio is in
+# [2**-10, 2**8); TFLite runs any other with its own kernel, and so does the lowering.
+XNNPACK_ADD_RATIO = (2.0 ** -10, 2.0 ** 8)
+
+
+def xnnpack_takes_add(a_scale: float, b_scale: float, out_scale: float) -> bool:
+    low, high = XNNPACK_ADD_RATIO
+    return all(low <= np.float32(s) / np.float32(out_scale) < high for s in (a_scale, b_scale))
 
 
 @register_int8("relax.add")
@@ -21,7 +30,8 @@ def add(ctx: RewriteContext, f: relax.Call, out: OutputQuant):
     xa, qa = _operand(ctx, a)
     xb, qb = _operand(ctx, b)
     shape = tuple(int(d) for d in np.broadcast_shapes(tuple(shape_of(a)), tuple(shape_of(b))))
-    params = AddParams(qa, qb, out, ctx.mode, shape)
+    mode = ctx.mode if ctx.mode != "xnnpack" or xnnpack_takes_add(qa.scale, qb.scale, out.scale) else "tflite"
+    params = AddParams(qa, qb, out, mode, shape)
     xa = ctx.remap(xa) if isinstance(xa, relax.Var) else xa
     xb = ctx.remap(xb) if isinstance(xb, relax.Var) else xb
     return ctx.call_te(add_te, xa, xb, p=params, name="int8_add")

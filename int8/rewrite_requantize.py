@@ -17,7 +17,9 @@ __all__ = ["concat", "dequantize"]
 def _requantize(ctx: RewriteContext, x, xq: QuantParams, out: OutputQuant, identity: bool):
     q, sh = rq.quantize_multiplier(np.float64(xq.scale) / np.float64(out.scale))
     xnn = None
-    if ctx.mode == "xnnpack" and not identity and xq.dtype == out.dtype:
+    # XNNPACK's convert only for a plain QUANTIZE: a standalone RELU that changes scale runs in
+    # TFLite's own kernel (the delegate declines it), with TFLite's multiplier
+    if ctx.mode == "xnnpack" and not identity and xq.dtype == out.dtype and not out.activation:
         xnn = rq.xnnpack_convert_multiplier(xq.scale, out.scale)
     params = RequantParams(xq.zero_point, q, sh, out, identity, xnn)
     return ctx.call_te(requantize_te, ctx.remap(x), p=params, name="int8_requantize")
@@ -26,8 +28,8 @@ def _requantize(ctx: RewriteContext, x, xq: QuantParams, out: OutputQuant, ident
 @register_int8("relax.dequantize", kind="requantize")
 def dequantize(ctx: RewriteContext, deq: relax.Call, out: OutputQuant):
     """Requantize: TFLite's fixed-point multiplier, or only the zero point when the scales agree;
-    with ``mode="xnnpack"``, between two scales of one type, XNNPACK's 8-bit convert (the delegate
-    takes those)."""
+    with ``mode="xnnpack"``, between two scales of one type and without a folded activation,
+    XNNPACK's 8-bit convert (the delegate takes those)."""
     x, xq = ctx.graph.deq_act(deq)
     return _requantize(ctx, x, xq, out, identity=(xq.scale == out.scale))
 

@@ -36,7 +36,8 @@ def resize2d(ctx: RewriteContext, f: relax.Call, out: OutputQuant):
     mode = str(at.coordinate_transformation_mode)
     require(mode in _MODES, f"resize mode {mode}")
     x, xq = ctx.graph.deq_act(f.args[0])
-    require(xq.dtype == "uint8" and out.dtype == "uint8", "int8 resize (TFLite's integer kernel)")
+    require(xq.dtype == out.dtype and (xq.dtype == "uint8" or ctx.mode == "xnnpack"),
+            "int8 resize in tflite mode (TFLite's ResizeBilinearInteger)")
     require(xq.scale == out.scale and xq.zero_point == out.zero_point and out.full_range, "resize requantizes")
     _, oh, ow, _ = shape_of(f)
     te_fn = resize_bilinear_te if ctx.mode == "tflite" else resize_bilinear_xnn_te
@@ -49,7 +50,7 @@ def _coord(o, scale: float, mode: str, n_in: int):
     f32 = "float32"
     s = tirx.const(scale, f32)
     if mode == "half_pixel":
-        v = (o.astype(f32) + tirx.const(0.5, f32)) * s - tirx.const(0.5, f32)
+        v = _round32((o.astype(f32) + tirx.const(0.5, f32)) * s) - tirx.const(0.5, f32)
     else:
         v = o.astype(f32) * s
     lo = tirx.max(tirx.floor(v).astype("int32"), 0)
@@ -58,8 +59,10 @@ def _coord(o, scale: float, mode: str, n_in: int):
 
 
 def _round32(e):
-    """``e`` rounded to float32 through float64 so that LLVM cannot fuse it into a multiply-add."""
-    return e.astype("float64").astype("float32")
+    """``e`` rounded to float32 on its own, behind an arithmetic fence: LLVM may neither fuse it into
+    a multiply-add (on FMA targets it folded away the float64 round trip this once was, and fused:
+    uint8 align-corners and half-pixel resizes came out one unit off TFLite's) nor reassociate it."""
+    return tirx.call_llvm_pure_intrin("float32", "llvm.arithmetic.fence", e)
 
 
 def resize_bilinear_te(x, size, mode: str):
@@ -104,8 +107,8 @@ def _xnn_coord(o, n_in: int, n_out: int, mode: str):
 
 
 def resize_bilinear_xnn_te(x, size, mode: str):
-    """XNNPACK's ``u8-ibilinear``: horizontal then vertical interpolation in Q11 fixed point,
-    ``(acc + 2**21) >> 22``."""
+    """XNNPACK's ``u8-ibilinear`` / ``s8-ibilinear``: horizontal then vertical interpolation in Q11
+    fixed point, ``(acc + 2**21) >> 22`` (an arithmetic shift for int8)."""
     n, h, w, c = (int(d) for d in x.shape)
     oh, ow = size
 
@@ -117,7 +120,7 @@ def resize_bilinear_xnn_te(x, size, mode: str):
         top = tirx.shift_left(tl, 11) + (tr - tl) * ax
         bottom = tirx.shift_left(bl, 11) + (br - bl) * ax
         acc = tirx.shift_left(top, 11) + (bottom - top) * ay
-        return tirx.shift_right(acc + (1 << 21), 22).astype("uint8")
+        return tirx.shift_right(acc + (1 << 21), 22).astype(x.dtype)
 
     return te.compute((n, oh, ow, c), f, name="resize_bilinear")
 

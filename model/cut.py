@@ -181,8 +181,8 @@ def cut(content: bytes, outputs: Sequence[int | str], inputs: Sequence[int | str
             continue
         op = writer.get(t)
         if op is None:
-            if _is_constant(model, graph.tensors[t]):
-                continue
+            if _is_constant(model, graph.tensors[t]) or graph.tensors[t].isVariable:
+                continue  # a constant, or state the interpreter keeps (an LSTM's)
             raise UsageError(f"tensor {t} ({_name(graph.tensors[t])}) is needed but nothing computes it: "
                              f"add it to the inputs")
         if op not in needed_ops:
@@ -192,7 +192,22 @@ def cut(content: bytes, outputs: Sequence[int | str], inputs: Sequence[int | str
     graph.outputs = np.asarray(outs, np.int32)
     graph.inputs = np.asarray(ins, np.int32)
     model.signatureDefs = None  # they name the old inputs and outputs
+    _drop_unused_weights(model, graph)
     return _pack(model)
+
+
+def _drop_unused_weights(model, graph) -> None:
+    """Empty the buffers no kept operator, input or output reads (a part of a model does not carry
+    the whole's weights); the buffers stay in place, so every index into them still holds."""
+    used = set(_ints(graph.inputs)) | set(_ints(graph.outputs))
+    for op in graph.operators:
+        used.update(_ints(op.inputs))
+        used.update(_ints(op.outputs))
+    keep = {graph.tensors[t].buffer for t in used if 0 <= t < len(graph.tensors)}
+    keep.update(m.buffer for m in (model.metadata or []))
+    for i, buf in enumerate(model.buffers or []):
+        if i not in keep and buf.data is not None:
+            buf.data = None
 
 
 def _is_constant(model, tensor) -> bool:

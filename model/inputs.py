@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tvmq.errors import ImageError, LabelsError, one_line
+from tvmq.errors import ImageError, InputArrayError, LabelsError, one_line
 from tvmq.limits import IMAGE_PIXELS
 
 from .inspect import ModelInfo, TensorInfo
@@ -67,15 +67,15 @@ def image_to_array(path: Path, tensor: TensorInfo) -> np.ndarray:
     """The image at ``path`` as ``tensor``'s input array (see the module's docstring); refused with
     :class:`ImageError` when Pillow cannot read it or it has more pixels than ``$TVMQ_MAX_IMAGE_PIXELS``."""
     cap = IMAGE_PIXELS.value()
-    shape = tensor.shape
+    shape = list(tensor.shape) + ([1] if len(tensor.shape) == 3 else [])  # [1, H, W]: one gray channel
     if len(shape) != 4 or shape[3] not in (1, 3) or min(shape[1:3]) < 1 or shape[1] * shape[2] > cap:
         raise ImageError(
             f"model input {tensor.name} has shape {tensor.shape}; images need an NHWC input "
-            f"with 1 or 3 channels and at most {cap} pixels"
+            f"with 1 or 3 channels (or [1, H, W], gray) and at most {cap} pixels"
         )
-    _, height, width, channels = tensor.shape
+    _, height, width, channels = shape
     pixels = _decode(path, "RGB" if channels == 3 else "L", (width, height), cap)
-    pixels = pixels.reshape(1, height, width, channels)
+    pixels = pixels.reshape(tensor.shape)
     if tensor.dtype == "uint8":
         return pixels
     if tensor.dtype == "int8":
@@ -120,18 +120,75 @@ def synthetic_array(tensor: TensorInfo, seed: int) -> np.ndarray:
     return rng.uniform(-1.0, 1.0, size=shape).astype(dt)
 
 
-def make_inputs(info: ModelInfo, images: list[str] | None = None, seed: int = 0) -> list[InputSample]:
-    """One sample per image (the model must have one image input), or one synthetic sample."""
+def image_input(info: ModelInfo) -> int:
+    """Which input an image feeds: the only one, or the only one shaped as an image (rank 4, one,
+    or three channels); :class:`ImageError` when none or several are."""
+    if len(info.inputs) == 1:
+        return 0
+    images = [i for i, t in enumerate(info.inputs) if len(t.shape) == 4 and t.shape[-1] in (1, 3)]
+    if len(images) != 1:
+        shapes = ", ".join(f"{t.name} {list(t.shape)}" for t in info.inputs)
+        raise ImageError(f"{info.name} has {len(info.inputs)} inputs ({shapes}) and "
+                         f"{'none' if not images else 'several'} of them is an image (NHWC, 1 or 3 channels): "
+                         f"--image cannot tell which one to feed")
+    return images[0]
+
+
+MAX_INPUT_FILE_BYTES = 1 << 30
+
+
+def read_input_arrays(info: ModelInfo, specs: list[str]) -> dict[int, np.ndarray]:
+    """``NAME=FILE.npy`` each (``--input``): the array for the input NAME, by input position. The
+    file must be a plain ``.npy`` (no pickled objects) of the input's exact shape and dtype."""
+    by_name = {t.name: i for i, t in enumerate(info.inputs)}
+    arrays: dict[int, np.ndarray] = {}
+    for spec in specs:
+        name, sep, path = spec.rpartition("=")
+        if not sep or not name or not path:
+            raise InputArrayError(f"--input {spec!r}: expected NAME=FILE.npy")
+        if name not in by_name:
+            raise InputArrayError(f"--input {spec!r}: {info.name} has no input {name!r}; its inputs are "
+                                  + ", ".join(repr(n) for n in by_name))
+        tensor = info.inputs[by_name[name]]
+        try:
+            if Path(path).stat().st_size > MAX_INPUT_FILE_BYTES:
+                raise InputArrayError(f"--input {name}: {path} is over {MAX_INPUT_FILE_BYTES} bytes")
+            array = np.load(path, allow_pickle=False)
+        except InputArrayError:
+            raise
+        except (OSError, ValueError, EOFError) as err:
+            raise InputArrayError(f"--input {name}: cannot read {path} as a .npy array: {one_line(err)}") from None
+        if not isinstance(array, np.ndarray):
+            raise InputArrayError(f"--input {name}: {path} holds several arrays (.npz); give one .npy")
+        shape = tuple(max(1, d) for d in tensor.shape)
+        if array.shape != shape or array.dtype != np.dtype(tensor.dtype):
+            raise InputArrayError(f"--input {name}: {path} holds {array.dtype} {list(array.shape)}, the input "
+                                  f"takes {tensor.dtype} {list(shape)}")
+        arrays[by_name[name]] = array
+    return arrays
+
+
+def make_inputs(info: ModelInfo, images: list[str] | None = None, seed: int = 0,
+                arrays: dict[int, np.ndarray] | None = None) -> list[InputSample]:
+    """One sample per image, fed to the model's image input (:func:`image_input`), the other inputs
+    (a detector's recurrent state) seeded as the synthetic sample's; or one synthetic sample.
+    ``arrays`` (:func:`read_input_arrays`): inputs given as they are, by position, over both."""
+    arrays = arrays or {}
+    synthetic = [arrays[i] if i in arrays else synthetic_array(t, seed) for i, t in enumerate(info.inputs)]
     if images:
-        if len(info.inputs) != 1:
-            raise ImageError(
-                f"{info.name} has {len(info.inputs)} inputs; --image needs a model with one image input"
-            )
+        which = image_input(info)
+        if which in arrays:
+            raise InputArrayError(f"--input {info.inputs[which].name} and --image both feed the input "
+                                  f"{info.inputs[which].name!r}: give one of them")
         return [
-            InputSample(name=str(p), arrays=[image_to_array(p, info.inputs[0])])
+            InputSample(name=str(p), arrays=[image_to_array(p, t) if i == which else synthetic[i]
+                                             for i, t in enumerate(info.inputs)])
             for p in expand_image_paths(images)
         ]
-    return [InputSample(name=f"synthetic(seed={seed})", arrays=[synthetic_array(t, seed) for t in info.inputs])]
+    given = ", ".join(info.inputs[i].name for i in sorted(arrays))
+    name = f"synthetic(seed={seed})" if not arrays else (f"--input {given}" if len(arrays) == len(info.inputs)
+                                                          else f"--input {given}, synthetic(seed={seed})")
+    return [InputSample(name=name, arrays=synthetic)]
 
 
 def load_labels(path: str | None) -> list[str] | None:

@@ -83,10 +83,9 @@ def tensor_info(subgraph, index: int) -> TensorInfo:
 
 
 def _supported_ops(model) -> tuple[set[str], frozenset]:
-    from tvm.relax.frontend.tflite.tflite_frontend import OperatorConverter
+    from .frontend import supported_operators
 
-    conv = OperatorConverter(model, model.Subgraphs(0), None, None)
-    return set(conv.convert_map), OperatorConverter._SUPPORTED_QUANTIZED_OPS
+    return supported_operators(model)
 
 
 def operator_names(model) -> list[str]:

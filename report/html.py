@@ -224,33 +224,35 @@ def _verification_section(report: dict) -> str:
     return "".join(out)
 
 
-def _placement_rows(placement) -> list[tuple[str, str, str]]:
-    """(index, operator, engine) per entry of a ``placement`` section: a list of entries, or a
-    dict holding one under ``operators``."""
-    entries = placement.get("operators") if isinstance(placement, dict) else placement
-    rows = []
-    for i, entry in enumerate(entries or []):
-        if isinstance(entry, dict):
-            op = entry.get("operator", entry.get("op", entry.get("name", "?")))
-            rows.append((str(entry.get("index", i)), str(op), str(entry.get("engine", "?"))))
-    return rows
-
-
 def _placement_section(report: dict) -> str:
+    """Which operators run where: the whole model in TVM, or the parts of a partitioned one
+    (``partition`` of report.json, :meth:`tvmq.model.partition.Partition.to_dict`)."""
     out = ["<h2>Operator placement</h2>"]
-    placement = report.get("placement")
-    rows = _placement_rows(placement) if placement is not None else []
-    if not rows:
+    partition = report.get("partition")
+    if not isinstance(partition, dict) or not partition.get("parts"):
         counts = (report.get("model") or {}).get("operator_counts") or {}
         ops = ", ".join(f"{k}×{v}" for k, v in counts.items())
         return out[0] + f"<p>The whole model runs in TVM{f' ({_e(ops)})' if ops else ''}.</p>"
-    engines: dict[str, int] = {}
-    for _, _, engine in rows:
-        engines[engine] = engines.get(engine, 0) + 1
-    out.append("<p>" + _e(", ".join(f"{n} operators in {k}" for k, n in engines.items())) + "</p>")
-    out.append("<table><tr><th>#</th><th>operator</th><th>engine</th></tr>" + "".join(
-        f'<tr data-engine="{_e(eng)}"><td>{_e(i)}</td><td>{_e(op)}</td><td>{_e(eng)}</td></tr>'
-        for i, op, eng in rows) + "</table>")
+    share = _num(partition.get("tvm_mac_share"))
+    why = ", ".join(str(w) for w in partition.get("why") or [])
+    out.append(f"<p>Partitioned around {_e(why or '?')}: TVM computes "
+               f"{_e(f'{100 * share:.1f}%' if share is not None else '?')} of the multiply-accumulates; "
+               "the other parts run in the TFLite interpreter, on the quantized tensors TVM's part reads "
+               "and writes.</p>")
+    out.append("<table><tr><th>part</th><th>engine</th><th>operators</th><th>MACs</th><th>reads</th>"
+               "<th>writes</th></tr>")
+    for i, part in enumerate(partition["parts"]):
+        if not isinstance(part, dict):
+            continue
+        ops = ", ".join(f"{k}×{v}" for k, v in (part.get("operators") or {}).items())
+        out.append(f'<tr data-engine="{_e(part.get("engine"))}"><td>{i}</td><td>{_e(part.get("engine"))}</td>'
+                   f"<td>{_e(ops)}</td><td>{_e(part.get('macs'))}</td>"
+                   f"<td>{_e(', '.join(map(str, part.get('inputs') or [])))}</td>"
+                   f"<td>{_e(', '.join(map(str, part.get('outputs') or [])))}</td></tr>")
+    out.append("</table>")
+    if partition.get("not_computed"):
+        out.append(f"<p>Not computed (no interpreter here runs what follows TVM's part: "
+                   f"{_e(partition.get('dropped'))}): {_e(', '.join(map(str, partition['not_computed'])))}</p>")
     return "".join(out)
 
 

@@ -138,6 +138,7 @@ class Report:
     latencies: Latencies | None = None
     tuning: object | None = None  # tvmq.tuner.tune.TuningResult (kept untyped: no TVM import here)
     artifact: ArtifactSection | None = None
+    partition: dict | None = None  # tvmq.model.partition.Partition.to_dict(): which operators run where
     versions: dict = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
@@ -166,6 +167,8 @@ class Report:
             d["tuning"] = self.tuning.to_dict()
         if self.artifact is not None:
             d["artifact"] = self.artifact.to_dict()
+        if self.partition is not None:
+            d["partition"] = self.partition
         d["versions"] = self.versions
         return d
 

@@ -62,6 +62,23 @@ def _worst(img: ImageVerdict) -> tuple[float, float]:
             min((o.identical_share for o in img.outputs), default=1))
 
 
+def _kind_text(img: ImageVerdict) -> str:
+    """The segmentation or detection figures of an image in a few words; "-" for other kinds."""
+    seg, det = img.segmentation, img.detection
+    if det is not None:
+        text = (f"detection: {det.matched}/{det.tvm_total} TVM, {det.matched}/{det.tflite_total} TFLite matched, "
+                f"max score diff {det.max_score_diff:.3g}")
+        missing = len(det.unmatched_tvm) + len(det.unmatched_tflite)
+        return text + (f", {missing} strong unmatched" if missing else "")
+    if seg is not None:
+        return f"segmentation: {seg.identical_share * 100:.2f}% pixels identical, mIoU {seg.miou:.4f}"
+    return "-"
+
+
+def _has_kind_checks(report: Report) -> bool:
+    return any(img.segmentation is not None or img.detection is not None for img in report.images)
+
+
 def _reference_text(report: Report) -> str:
     """The kernels the build was compared with, and how closely."""
     v = report.verification or {}
@@ -74,13 +91,15 @@ def _reference_text(report: Report) -> str:
 def verification_table(report: Report) -> Table:
     table = Table(title=f"Verification against {_reference_text(report)}: {report.verdict.upper()}",
                   title_justify="left")
-    for col in ("input", "TVM top-5", "TFLite top-5", "top-5", "max |diff|", "identical"):
+    kinds = _has_kind_checks(report)
+    columns = ("input", "TVM top-5", "TFLite top-5", "top-5", "max |diff|", "identical")
+    for col in columns + (("by kind",) if kinds else ()):
         table.add_column(col)
     for img in report.images:
         diff, same = _worst(img)
         table.add_row(Path(img.image).name, _top5_text(img.tvm_top5, "\n") or "-",
                       _top5_text(img.tflite_top5, "\n") or "-", _match_text(img, rich=True),
-                      f"{diff:g}", f"{same * 100:.1f}%")
+                      f"{diff:g}", f"{same * 100:.1f}%", *((_kind_text(img),) if kinds else ()))
     return table
 
 
@@ -185,12 +204,14 @@ def to_markdown(report: Report) -> str:
         "",
     ]
     if report.images:
-        lines += ["## Verification", "", "| input | TVM top-5 | TFLite top-5 | top-5 | max abs diff | identical |",
-                  "|---|---|---|---|---|---|"]
+        kinds = _has_kind_checks(report)
+        header = "| input | TVM top-5 | TFLite top-5 | top-5 | max abs diff | identical |" + (" by kind |" if kinds else "")
+        lines += ["## Verification", "", header, "|---|---|---|---|---|---|" + ("---|" if kinds else "")]
         for img in report.images:
             diff, same = _worst(img)
             lines.append(f"| {img.image} | {_top5_text(img.tvm_top5)} | {_top5_text(img.tflite_top5)} | "
-                         f"{_match_text(img, rich=False)} | {diff:g} | {same * 100:.1f}% |")
+                         f"{_match_text(img, rich=False)} | {diff:g} | {same * 100:.1f}% |"
+                         + (f" {_kind_text(img)} |" if kinds else ""))
         lines += ["", f"Compared with {_reference_text(report)}."]
         why = (report.verification or {}).get("why")
         if why:
@@ -211,9 +232,24 @@ def to_markdown(report: Report) -> str:
         tu = report.tuning
         lines += ["## Tuning", "", f"- trials: {tu.trials}", f"- tasks: {tu.tasks_total} "
                   f"({tu.tasks_from_db} with records from earlier sessions)", ""]
+    if report.partition:
+        lines += partition_lines(report.partition)
     if report.artifact:
         lines += ["## Artifact", "", f"- `{report.artifact.path}` ({report.artifact.bytes} bytes)", ""]
     return "\n".join(lines)
+
+
+def partition_lines(partition: dict) -> list[str]:
+    """The markdown of a partitioned model: which operators run where, the MAC share in TVM."""
+    lines = ["## Partition", "", f"Partitioned around {', '.join(partition['why'])}: TVM computes "
+             f"{100 * partition['tvm_mac_share']:.1f}% of the multiply-accumulates.", "",
+             "| part | engine | operators | MACs |", "|---|---|---|---|"]
+    for i, part in enumerate(partition["parts"]):
+        ops = ", ".join(f"{k}×{v}" for k, v in part["operators"].items())
+        lines.append(f"| {i} | {part['engine']} | {ops} | {part['macs']} |")
+    if partition.get("not_computed"):
+        lines += ["", f"Not computed ({partition.get('dropped')}): {', '.join(partition['not_computed'])}"]
+    return lines + [""]
 
 
 def to_json(report: Report) -> str:

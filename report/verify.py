@@ -14,6 +14,14 @@ The rankings agree when, position by position, the class TVM ranks there can als
 there by TFLite's scores (and the other way round). Every output is also compared element-wise:
 the largest absolute difference (in quantized units for integer outputs) and the share of
 identical values.
+
+Segmentation maps and the outputs of a detector's ``TFLite_Detection_PostProcess`` are also
+compared by what they mean (:mod:`tvmq.report.output_kinds`): the class maps pixel by pixel (share
+of identical pixels, mean IoU), the detections matched box by box. Under a non-exact policy these
+checks decide for their outputs instead of the per-value tolerance: a segmentation map passes with
+at least 99.5% identical pixels, and a detector's float outputs do not fail an image whose
+detections all match (non-maximum suppression may order ties differently); their per-value
+figures are reported all the same. An exact policy still wants every value equal.
 """
 
 from __future__ import annotations
@@ -21,6 +29,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+
+from .output_kinds import (
+    DETECTION_MATCH_IOU,
+    DETECTION_MIN_SCORE,
+    SEGMENTATION_MIN_IDENTICAL,
+    DetectionCheck,
+    SegmentationCheck,
+    check_detection,
+    check_segmentation,
+)
 
 TOP_K = 5
 DEFAULT_TOLERANCE = 2.0  # quantized units, for the QDQ float graph
@@ -67,6 +85,9 @@ class OutputComparison:
     within_tolerance: bool
 
 
+KINDS = ("classification", "detection", "segmentation", "other")  # ImageVerdict.kind
+
+
 @dataclass
 class ImageVerdict:
     image: str
@@ -76,6 +97,9 @@ class ImageVerdict:
     top5_match: bool | None = None
     outputs: list[OutputComparison] = field(default_factory=list)
     exact: bool = False  # every value of every output must be equal (top-5 alone does not pass)
+    kind: str = "other"  # one of KINDS: what the outputs are, as far as the shapes (and names) tell
+    segmentation: SegmentationCheck | None = None  # the class maps of the segmentation outputs
+    detection: DetectionCheck | None = None  # TFLite_Detection_PostProcess's outputs matched box by box
 
     @property
     def passed(self) -> bool:
@@ -83,21 +107,46 @@ class ImageVerdict:
             return all(o.max_abs_diff == 0 for o in self.outputs)
         if self.top5_match is not None:
             return bool(self.top5_match)
-        return all(o.within_tolerance for o in self.outputs)
+        checks = [c for c in (self.segmentation, self.detection) if c is not None]
+        return all(c.passed for c in checks) and not self._values_failing()
+
+    def _judged_by_kind(self) -> set[int]:
+        """The outputs a kind's check decides for, not the per-value tolerance (a non-exact
+        policy): segmentation maps, and a detector's outputs while its detections all match."""
+        judged = set(self.segmentation.outputs) if self.segmentation is not None else set()
+        if self.detection is not None and self.detection.passed:
+            judged |= set(self.detection.outputs)
+        return judged
+
+    def _values_failing(self) -> list[OutputComparison]:
+        if self.exact:
+            return [o for o in self.outputs if o.max_abs_diff != 0]
+        judged = self._judged_by_kind() if self.top5_match is None else set()
+        return [o for o in self.outputs if not o.within_tolerance and o.index not in judged]
 
     def failures(self) -> list[str]:
-        """One line per output that fails: its name, largest difference and identical share."""
+        """One line per output that fails: its name, largest difference and identical share; one
+        for failed top-5, segmentation or detection checks."""
         if self.passed:
             return []
-        bad = [o for o in self.outputs if (o.max_abs_diff != 0 if self.exact else not o.within_tolerance)]
         lines = [f"{self.image}: output {o.name!r} {o.shape} differs by up to {o.max_abs_diff:g} "
-                 f"({o.identical_share * 100:.1f}% identical)" for o in bad]
+                 f"({o.identical_share * 100:.1f}% identical)" for o in self._values_failing()]
         if not self.exact and self.top5_match is False:
             lines.append(f"{self.image}: the top-5 classes differ")
+        seg, det = self.segmentation, self.detection
+        if not self.exact and seg is not None and not seg.passed:
+            lines.append(f"{self.image}: class maps {seg.identical_share * 100:.2f}% identical (at least "
+                         f"{SEGMENTATION_MIN_IDENTICAL * 100:g}% wanted), mean IoU {seg.miou:.4f}")
+        if not self.exact and det is not None and not det.passed:
+            lines.append(f"{self.image}: detections scoring {DETECTION_MIN_SCORE:g} or more without a partner "
+                         f"(same class, IoU >= {DETECTION_MATCH_IOU:g}): {len(det.unmatched_tvm)} of TVM's, "
+                         f"{len(det.unmatched_tflite)} of TFLite's")
         return lines or [f"{self.image}: differs"]
 
     def to_dict(self) -> dict:
         d = asdict(self)
+        d["segmentation"] = self.segmentation.to_dict() if self.segmentation is not None else None
+        d["detection"] = self.detection.to_dict() if self.detection is not None else None
         d["passed"] = self.passed
         return d
 
@@ -182,7 +231,8 @@ def compare_outputs(
 ) -> ImageVerdict:
     """Compare one input's outputs. ``tolerance`` is in quantized units (integer outputs) or
     relative to the largest reference magnitude (float outputs); ``exact``: every value must be
-    equal, whatever the top-5 says."""
+    equal, whatever the top-5, segmentation or detection checks say. ``names``: the outputs' names
+    (a detector's are recognised by them, else by their shapes)."""
     verdict = ImageVerdict(image=image, exact=exact)
     if len(tvm_outputs) != len(ref_outputs):
         raise ValueError(f"TVM gave {len(tvm_outputs)} outputs, TFLite {len(ref_outputs)}")
@@ -197,4 +247,11 @@ def compare_outputs(
             verdict.tflite_top5 = _entries(rs, ref_outputs[0], labels, top_k(rs))
             verdict.top1_match = rankings_agree(ts, rs, k=1)
             verdict.top5_match = rankings_agree(ts, rs)
+        verdict.kind = "classification"
+        return verdict
+    verdict.detection = check_detection(tvm_outputs, ref_outputs, names)
+    if verdict.detection is None:
+        verdict.segmentation = check_segmentation(tvm_outputs, ref_outputs)
+    verdict.kind = ("detection" if verdict.detection is not None else
+                    "segmentation" if verdict.segmentation is not None else "other")
     return verdict

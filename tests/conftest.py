@@ -54,7 +54,10 @@ class ModelFactory:
                 "uint8_per_tensor": lambda: f.quantized(f.small_cnn(), io_dtype="uint8", per_tensor=True),
                 "float": lambda: f.float_model(f.small_cnn()),
                 "dynamic_range": f.dynamic_range,
-                "transpose": f.with_transpose,
+                "gather_nd": f.with_gather_nd,
+                "conv_gather_nd_conv": f.conv_gather_nd_conv,
+                "conv_then_custom": f.conv_then_custom,
+                "custom_then_conv": f.custom_then_conv,
                 "custom": f.with_custom_op,
                 "segmentation": f.segmentation_like,
             }

@@ -127,7 +127,8 @@ def test_strings_from_the_data_are_escaped():
     report = {"model": {"name": HOSTILE, "source": HOSTILE}, "target": {"name": "t"}, "verdict": "fail",
               "images": [{"image": HOSTILE, "tvm_top5": [{"class": 1, "score": 2, "label": HOSTILE}], "passed": False}],
               "verification": {"reference": HOSTILE, "failures": [HOSTILE]},
-              "placement": [{"operator": HOSTILE, "engine": "TFLite"}]}
+              "partition": {"why": [HOSTILE], "parts": [{"engine": "tflite", "operators": {HOSTILE: 1}}],
+                            "not_computed": [HOSTILE], "dropped": HOSTILE}}
     one = run_page(report, back_link='"><script>x</script>')
     assert "<script" not in one and not [t for t, _ in Markup(one).tags if t == "script"]
 
@@ -187,12 +188,17 @@ def test_costliest_tasks_weigh_latency_by_calls():
     assert "often" in svg and "never measured" not in svg
 
 
-def test_placement_lists_operators_by_engine():
+def test_placement_lists_the_parts_by_engine():
     report = {"model": {"name": "m"}, "target": {"name": "t"},
-              "placement": {"operators": [{"index": 0, "operator": "CONV_2D", "engine": "TVM"},
-                                          {"index": 1, "operator": "NON_MAX_SUPPRESSION", "engine": "TFLite"}]}}
-    rows = {a["data-engine"] for a in Markup(run_page(report)).having("data-engine")}
-    assert rows == {"TVM", "TFLite"} and "whole model runs in TVM" not in run_page(report)
+              "partition": {"why": ["CUSTOM:TFLite_Detection_PostProcess"], "tvm_mac_share": 0.987,
+                            "parts": [{"engine": "tvm", "operators": {"CONV_2D": 3}, "macs": 900},
+                                      {"engine": "tflite", "operators": {"CUSTOM:TFLite_Detection_PostProcess": 1},
+                                       "macs": 0}],
+                            "not_computed": []}}
+    page = run_page(report)
+    rows = {a["data-engine"] for a in Markup(page).having("data-engine")}
+    assert rows == {"tvm", "tflite"} and "whole model runs in TVM" not in page
+    assert "98.7%" in page and "TFLite_Detection_PostProcess×1" in page
 
 
 def test_release_pages_from_reports_and_errors(tmp_path):

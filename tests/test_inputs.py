@@ -461,3 +461,53 @@ def test_redact_text_masks_every_url_in_a_message():
     for secret in ("pw1", "tok1", "pw2"):
         assert secret not in masked
     assert "http://***@h1/x?***" in masked and "'https://***@h2/y'" in masked and "/tmp/log" in masked
+
+
+# ------------------------------------------------------------------------------ --input NAME=FILE.npy
+def _input_name(model) -> str:
+    from tvmq.model import inspect_model, load_model
+
+    return inspect_model(load_model(model)).inputs[0].name
+
+
+@pytest.mark.parametrize("case, needle", [
+    ("unknown", "has no input 'nope'; its inputs are"),
+    ("shape", "holds int8 [1, 3], the input takes int8 [1, 32, 32, 3]"),
+    ("dtype", "holds float32 [1, 32, 32, 3], the input takes int8"),
+    ("pickle", "cannot read"),
+    ("not-npy", "cannot read"),
+    ("no-equals", "expected NAME=FILE.npy"),
+])
+def test_bad_input_arrays_end_in_one_line(capsys, tmp_path, model_factory, case, needle):
+    import numpy as np
+
+    model = model_factory.path("int8")
+    name, path = _input_name(model), tmp_path / "x.npy"
+    if case == "shape":
+        np.save(path, np.zeros((1, 3), np.int8))
+    elif case == "dtype":
+        np.save(path, np.zeros((1, 32, 32, 3), np.float32))
+    elif case == "pickle":
+        np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    else:
+        path.write_bytes(b"not an array")
+    spec = {"unknown": f"nope={path}", "no-equals": str(path)}.get(case, f"{name}={path}")
+    expect_error(capsys, ["--model", str(model), "--input", spec, "--trials", "0", "--out", str(tmp_path / "o")],
+                 "bad-input", needle)
+
+
+def test_an_input_array_is_fed_as_it_is(capsys, tmp_path, model_factory):
+    import json
+
+    import numpy as np
+
+    model = model_factory.path("int8")
+    path = tmp_path / "x.npy"
+    np.save(path, np.full((1, 32, 32, 3), 7, np.int8))
+    rc, err = run_tune(capsys, ["--model", str(model), "--input", f"{_input_name(model)}={path}", "--trials", "0",
+                                "--out", str(tmp_path / "o"), "--bench-seconds", "0.1", "--db", str(tmp_path / "t.db")])
+    assert rc == 0, err
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["images"][0]["image"].startswith("--input ") and report["verdict"] == "pass"
+    expect_error(capsys, ["--model", str(model), "--input", f"{_input_name(model)}={path}", "--image",
+                          str(path), "--trials", "0"], "bad-input", "give one of them")

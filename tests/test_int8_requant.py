@@ -230,3 +230,15 @@ def test_tir_resize_bilinear_matches_numpy(mode):
     y = tvm.runtime.tensor(np.zeros((1, 13, 9, 3), np.uint8))
     lib["main"](tvm.runtime.tensor(x), y)
     np.testing.assert_array_equal(y.numpy(), resize_bilinear_np(x, (13, 9), mode))
+
+
+def test_xnnpack_takes_an_add_only_within_its_scale_ratios():
+    """The XNNPACK delegate leaves a quantized ADD whose input/output scale ratio is outside
+    [2**-10, 2**8) to TFLite's kernel (the detector of ../shared/models has four, ratios ~1e-33):
+    the lowering then requantizes as TFLite does instead of overflowing XNNPACK's multiplier."""
+    from tvmq.int8.rewrite_elementwise import xnnpack_takes_add
+
+    assert xnnpack_takes_add(0.5, 0.25, 0.5)
+    assert xnnpack_takes_add(2.0 ** -10, 1.0, 1.0) and not xnnpack_takes_add(2.0 ** -11, 1.0, 1.0)
+    assert not xnnpack_takes_add(256.0, 1.0, 1.0) and xnnpack_takes_add(255.0, 1.0, 1.0)
+    assert not xnnpack_takes_add(2.97e-35, 1.21e-35, 0.0235)

@@ -61,14 +61,42 @@ def dynamic_range() -> bytes:
     return c.convert()
 
 
-def with_transpose() -> bytes:
-    """A fully quantized model with a TRANSPOSE, which TVM's frontend cannot take quantized."""
+def _full_integer(fn, shapes, io_dtype="int8") -> bytes:
+    """A ``tf.function`` on float inputs of ``shapes`` converted to a full-integer model."""
     tf = _tf()
-    tf.keras.utils.set_random_seed(2)
-    inp = tf.keras.Input((8, 8, 3))
-    x = tf.keras.layers.Conv2D(4, 3, padding="same")(inp)
-    x = tf.keras.layers.Permute((2, 1, 3))(x)
-    return quantized(tf.keras.Model(inp, x), io_dtype="int8")
+    rng = np.random.default_rng(7)
+    concrete = tf.function(fn, input_signature=[tf.TensorSpec(s, tf.float32) for s in shapes]).get_concrete_function()
+    c = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
+    c.optimizations = [tf.lite.Optimize.DEFAULT]
+    c.representative_dataset = lambda: ([rng.uniform(-1, 1, s).astype(np.float32) for s in shapes] for _ in range(8))
+    c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    c.inference_input_type = c.inference_output_type = getattr(tf, io_dtype)
+    return c.convert()
+
+
+def _filters(*shape, seed=0):
+    return np.random.default_rng(seed).normal(0, 0.5, shape).astype(np.float32)
+
+
+def with_gather_nd() -> bytes:
+    """A fully quantized model whose only operator is a GATHER_ND, which TVM 0.27's frontend cannot
+    import quantized: nothing is left for TVM, so tvmq refuses it."""
+    tf = _tf()
+    return _full_integer(lambda x: tf.gather_nd(x, [[0, 1], [0, 3]]), [(1, 4, 5, 3)])
+
+
+def conv_gather_nd_conv() -> bytes:
+    """conv → GATHER_ND → reshape → a wider conv, fully quantized: partitioned, TFLite runs the first
+    conv and the GATHER_ND, TVM the rest (the most MACs)."""
+    tf = _tf()
+    w1, w2 = _filters(3, 3, 3, 4), _filters(3, 3, 4, 32, seed=1)
+
+    def fn(x):
+        y = tf.nn.relu(tf.nn.conv2d(x, w1, 1, "SAME"))
+        g = tf.reshape(tf.gather_nd(y, [[0, 1], [0, 3], [0, 0]]), (1, 3, 8, 4))
+        return tf.nn.conv2d(g, w2, 1, "SAME")
+
+    return _full_integer(fn, [(1, 6, 8, 3)])
 
 
 def with_custom_op() -> bytes:
@@ -79,6 +107,44 @@ def with_custom_op() -> bytes:
     c = tf.lite.TFLiteConverter.from_concrete_functions([fn])
     c.allow_custom_ops = True
     return c.convert()
+
+
+def as_custom(content: bytes, builtin: str, custom: str = "TvmqNoKernel") -> bytes:
+    """``content`` with every ``builtin`` operator turned into the custom operator ``custom``
+    (which no interpreter has): the converter cannot calibrate a model holding one itself."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
+    code = getattr(schema.BuiltinOperator, builtin)
+    for oc in model.operatorCodes:
+        if max(oc.builtinCode, oc.deprecatedBuiltinCode) == code:
+            oc.builtinCode = oc.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
+            oc.customCode = custom.encode()
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def conv_then_custom() -> bytes:
+    """A quantized conv whose output is a graph output and feeds a custom operator no interpreter
+    has (a TANH made custom): TVM computes the conv; the custom operator's output is not computed."""
+    tf = _tf()
+    w = _filters(3, 3, 3, 4)
+
+    def fn(x):
+        y = tf.nn.conv2d(x, w, 1, "SAME")
+        return y, tf.math.tanh(y)
+
+    return as_custom(_full_integer(fn, [(1, 6, 6, 3)]), "TANH")
+
+
+def custom_then_conv() -> bytes:
+    """A custom operator no interpreter has (a TANH made custom) before a quantized conv: TVM could
+    take the conv, but what feeds it runs nowhere, so tvmq refuses the model."""
+    tf = _tf()
+    w = _filters(3, 3, 3, 4)
+    return as_custom(_full_integer(lambda x: tf.nn.conv2d(tf.math.tanh(x), w, 1, "SAME"), [(1, 6, 6, 3)]), "TANH")
 
 
 def segmentation_like() -> bytes:

@@ -43,6 +43,8 @@ DTYPES = ("bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64"
 VERSIONS = ("tvmq", "tvm", "tvm-ffi")  # what built the library; tvm-ffi's major.minor is its C ABI
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _PLAIN_SO_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}\.so")
+_PART_NAME = re.compile(r"part[0-9]{1,2}\.tflite")
+MAX_TENSOR_INDEX = 1 << 24
 _REBUILD = "rebuild it with tvmq-tune"
 
 
@@ -73,6 +75,9 @@ class ArtifactMetadata:
     versions: dict  # VERSIONS -> the version that built the library
     created: str
     format: int = FORMAT
+    # a partitioned model (tvmq.model.partition): the whole's tensors and its parts in order, the
+    # TVM part being this library, each TFLite part a checked file of the folder (PART_FIELDS)
+    partition: dict | None = None
 
     @property
     def name(self) -> str:
@@ -134,12 +139,28 @@ def export(executable, out_dir: Path, build: dict, export_fn: Callable | None = 
     with open(lib, "rb") as f:
         sha256 = hashlib.file_digest(f, "sha256").hexdigest()
     versions = stack_versions()
+    if build.get("partition") is not None:
+        build = {**build, "partition": _write_parts(build["partition"], out_dir)}
     meta = {**build, "format": FORMAT, "library": LIB_NAME, "library_bytes": lib.stat().st_size,
             "library_sha256": sha256, "versions": {k: versions.get(k, "unknown") for k in VERSIONS},
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     text = json.dumps(parse_metadata(json.loads(json.dumps(meta, default=list))).to_dict(), indent=2) + "\n"
     write_atomically(out_dir / META_NAME, text)
     return lib
+
+
+def _write_parts(partition: dict, out_dir: Path) -> dict:
+    """Each TFLite part of ``partition`` (``inputs``, ``outputs``, ``parts``: objects with
+    ``engine``, ``content``, ``inputs``, ``outputs``) written as ``part<i>.tflite``; what model.json records."""
+    parts = []
+    for i, part in enumerate(partition["parts"]):
+        entry = {"engine": part.engine, "inputs": list(part.inputs), "outputs": list(part.outputs)}
+        if part.engine == "tflite":
+            name = f"part{i}.tflite"
+            write_atomically(out_dir / name, part.content)
+            entry.update(file=name, bytes=len(part.content), sha256=hashlib.sha256(part.content).hexdigest())
+        parts.append(entry)
+    return {"inputs": list(partition["inputs"]), "outputs": list(partition["outputs"]), "parts": parts}
 
 
 # ----------------------------------------------------------------------------- the schema
@@ -232,7 +253,50 @@ def parse_metadata(meta: object) -> ArtifactMetadata:
         library_sha256=_field(meta, "library_sha256", "library_sha256", _text(_SHA256), "a sha256 in hex"),
         versions={k: _field(versions, f"versions.{k}", k, _text(), "a version") for k in VERSIONS},
         created=_field(meta, "created", "created", lambda v: isinstance(v, str) and len(v) <= 100, "a date"),
+        partition=_partition(meta.get("partition")),
     )
+
+
+def _partition(value: object) -> dict | None:
+    """``model.json``'s ``partition``: its parts in order, exactly one of them TVM's (this library),
+    every TFLite part a plain ``part<i>.tflite`` with its size and sha256, and every tensor a part
+    reads one that the whole takes or an earlier part wrote."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ArtifactError(f"{META_NAME}: 'partition' must be an object, not {_show(value)}; {_REBUILD}")
+    index = _int_in(0, MAX_TENSOR_INDEX)
+    tensors = _list_of(index, 4096)
+    inputs = _field(value, "partition.inputs", "inputs", tensors, "a list of tensor indices")
+    outputs = _field(value, "partition.outputs", "outputs", tensors, "a list of tensor indices")
+    parts = _field(value, "partition.parts", "parts", lambda v: isinstance(v, list) and 1 <= len(v) <= 16,
+                   "a list of 1 to 16 parts")
+    known = set(inputs)
+    checked = []
+    for i, part in enumerate(parts):
+        where = f"partition.parts[{i}]"
+        if not isinstance(part, dict):
+            raise ArtifactError(f"{META_NAME}: {where} must be an object, not {_show(part)}; {_REBUILD}")
+        engine = _field(part, f"{where}.engine", "engine", lambda v: v in ("tvm", "tflite"), "'tvm' or 'tflite'")
+        entry = {"engine": engine,
+                 "inputs": _field(part, f"{where}.inputs", "inputs", tensors, "a list of tensor indices"),
+                 "outputs": _field(part, f"{where}.outputs", "outputs", tensors, "a list of tensor indices")}
+        if engine == "tflite":
+            entry.update(file=_field(part, f"{where}.file", "file", _text(_PART_NAME), "a file name part<i>.tflite"),
+                         bytes=_field(part, f"{where}.bytes", "bytes", _int_in(1, 1 << 32), "a size in bytes"),
+                         sha256=_field(part, f"{where}.sha256", "sha256", _text(_SHA256), "a sha256 in hex"))
+        missing = [t for t in entry["inputs"] if t not in known]
+        if missing:
+            raise ArtifactError(f"{META_NAME}: {where} reads tensor {missing[0]}, which no earlier part writes; "
+                                f"{_REBUILD}")
+        known.update(entry["outputs"])
+        checked.append(entry)
+    if sum(p["engine"] == "tvm" for p in checked) != 1:
+        raise ArtifactError(f"{META_NAME}: 'partition' must have exactly one TVM part (this library); {_REBUILD}")
+    missing = [t for t in outputs if t not in known]
+    if missing:
+        raise ArtifactError(f"{META_NAME}: no part writes the output tensor {missing[0]}; {_REBUILD}")
+    return {"inputs": inputs, "outputs": outputs, "parts": checked}
 
 
 # ----------------------------------------------------------------------------- reading and checking
@@ -358,10 +422,45 @@ def load(path: str | Path) -> Artifact:
     lib = folder / meta.library
     fd = _checked_library(folder, meta)
     try:
+        parts = _checked_parts(folder, meta)
         module = _load_descriptor(fd)
         runnable = Runnable(module)
+    except ArtifactError:
+        raise
     except Exception as err:  # noqa: BLE001 - dlopen and the VM's loader raise TVM's errors
         raise ArtifactError(f"cannot load {lib} on this machine: {one_line(err, pick='last')}") from None
     finally:
         os.close(fd)
+    if parts is not None:
+        from .partitioned import PartitionedRunnable
+
+        runnable = PartitionedRunnable(runnable, parts, meta.partition["inputs"], meta.partition["outputs"],
+                                       meta.threads, str(folder))
     return Artifact(path=lib, metadata=meta, runnable=runnable, warnings=warnings)
+
+
+@dataclass(frozen=True)
+class _StoredPart:
+    engine: str
+    content: bytes | None
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+
+
+def _checked_parts(folder: Path, meta: ArtifactMetadata) -> list[_StoredPart] | None:
+    """The parts of a partitioned build, each TFLite part's file read after its size and sha256
+    matched ``model.json`` (the same checks as the library's)."""
+    if meta.partition is None:
+        return None
+    parts = []
+    for entry in meta.partition["parts"]:
+        content = None
+        if entry["engine"] == "tflite":
+            path = folder / entry["file"]
+            with os.fdopen(_open_plain_file(path, "TFLite part"), "rb") as f:
+                content = f.read(entry["bytes"] + 1)
+            if len(content) != entry["bytes"] or hashlib.sha256(content).hexdigest() != entry["sha256"]:
+                raise ArtifactError(f"{path} is not the file {META_NAME} records (its size or sha256 differ): it is "
+                                    f"damaged or another build's; {_REBUILD}")
+        parts.append(_StoredPart(entry["engine"], content, tuple(entry["inputs"]), tuple(entry["outputs"])))
+    return parts

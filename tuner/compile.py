@@ -23,7 +23,8 @@ def set_threads(n: int) -> None:
 def import_relax(loaded: LoadedModel):
     """The model as a Relax IRModule (QDQ form: quantize/dequantize around float operators)."""
     import tvm
-    from tvm.relax.frontend.tflite import from_tflite
+
+    from tvmq.model.frontend import from_tflite
 
     try:
         return from_tflite(loaded.tflite_model)

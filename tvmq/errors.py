@@ -67,6 +67,12 @@ class ImageError(TvmqError):
     kind = "bad-image"
 
 
+class InputArrayError(TvmqError):
+    """An --input NAME=FILE.npy that names no input, cannot be read, or does not fit the input."""
+
+    kind = "bad-input"
+
+
 class LabelsError(TvmqError):
     kind = "bad-labels"
 

@@ -53,6 +53,7 @@ class SourceOptions:
     images: tuple[str, ...] = ()
     labels: str | None = None
     seed: int = 0  # of the synthetic inputs (and of the search)
+    inputs: tuple[str, ...] = ()  # NAME=FILE.npy: an input given as it is
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,8 @@ class RunOptions:
             flat["images"] = tuple(_flatten(flat["images"]))
         if "image" in flat:
             flat["images"] = tuple(_flatten(flat.pop("image")))
+        if "inputs" in flat:
+            flat["inputs"] = tuple(flat["inputs"])
         if "budget" in flat:
             flat["budget_s"] = flat.pop("budget")
         if flat.get("int8") is False and "requant" in flat:

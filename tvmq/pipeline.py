@@ -1,4 +1,4 @@
-"""The one job, as a chain of stages: outputs → plan → load → prepare → lower → tune → build →
+"""The one job, as a chain of stages: outputs → plan → load → split → prepare → lower → tune → build →
 export → verify → benchmark → report (the output paths are checked first, so that no run ends
 unable to write what it measured).
 
@@ -14,12 +14,12 @@ from pathlib import Path
 from rich.console import Console
 
 from tvmq.db.engine import check_location
-from tvmq.errors import OutputError
+from tvmq.errors import OutputError, UnsupportedOperators
 from tvmq.options import RunOptions
 from tvmq.redact import redact_text
 from tvmq.report.model import Report
 from tvmq.stages import (Outputs, Steps, benchmark, benchmark_untuned, build, explain, export, inputs, load, lower,
-                         open_records, outputs, plan, prepare, runnable, tune, verification_reference, verify)
+                         open_records, outputs, plan, prepare, runnable, split, tune, verification_reference, verify)
 
 
 def default_out_dir(model_name: str, target_name: str) -> Path:
@@ -32,17 +32,25 @@ def run(opts: RunOptions, console: Console | None = None) -> Report:
     check_location(opts.tuning.db)  # and the database: a bad --db fails now, not after the build
     where = opts.target
     plan_ = plan(where, steps)
-    model, info = load(opts.source, steps)
+    whole, whole_info = load(opts.source, steps)
+    parts = split(whole, whole_info, steps)
+    if parts.partition is not None and where.rpc_tracker:
+        why = parts.partition.unsupported
+        raise UnsupportedOperators(f"{whole.name} runs in parts, TVM's and TFLite's (around {', '.join(why)}): a "
+                                   "partitioned model runs here or is cross-built (--build-only), not on an RPC "
+                                   "device yet", list(why))
+    model, info = parts.tvm_model, parts.tvm_info
     paths = outputs(opts.output, default_out_dir(model.name, plan_.profile.name))
     out_dir = paths.out_dir
-    feed = inputs(info, opts.source) if not where.build_only else None
+    feed = inputs(parts.checked_info, opts.source) if not where.build_only else None
     from tvmq.tuner.compile import set_threads
 
     set_threads(plan_.threads)
     prepared = prepare(model, info, plan_.profile, opts.codegen, steps)
-    report = Report(model={**info.to_dict(), "source": redact_text(model.source), "path": str(model.path)},
+    report = Report(model={**whole_info.to_dict(), "source": redact_text(model.source), "path": str(model.path)},
                     target=plan_.target_section(), host=plan_.host_section(), transforms=prepared.transforms,
-                    timings_s=steps.timings)
+                    timings_s=steps.timings,
+                    partition=parts.partition.to_dict() if parts.partition is not None else None)
     lowered = lower(prepared, plan_.target, steps)
     records = open_records(opts.tuning.db, lowered, plan_, opts.tuning.trials, opts.tuning.session_note)
     report.tuning = tune(lowered, records, plan_, opts.tuning, out_dir / "tuning_logs", steps)
@@ -53,18 +61,18 @@ def run(opts: RunOptions, console: Console | None = None) -> Report:
     view = records.view if any(t.in_db for t in report.tuning.tasks) else None
     untuned = "design-space" if where.build_only else ("design-space-dots" if view is not None else "naive")
     executable = build(lowered, view, untuned, steps)
-    report.artifact = export(executable, prepared, plan_, out_dir, steps)
+    report.artifact = export(executable, prepared, plan_, out_dir, steps, whole=parts)
     if where.build_only:
         return _finish(report, "built", paths, steps)
 
     from tvmq.model import Reference
     from tvmq.report.verify import verification_policy
 
-    built = runnable(executable, Path(report.artifact.path), where)
-    reference = Reference(model, num_threads=plan_.threads)
+    built = parts.runnable(runnable(executable, Path(report.artifact.path), where), plan_.threads)
+    reference = Reference(parts.checked_model, num_threads=plan_.threads)
     report.versions = _versions(reference.interpreter)
     policy = verification_policy(opts.codegen.int8, opts.codegen.requant, opts.measurement.tolerance)
-    checker = verification_reference(model, policy, plan_.threads, reference)
+    checker = verification_reference(parts.checked_model, policy, plan_.threads, reference)
     verification = verify(built, checker, feed, policy, steps)
     report.images = verification.images
     report.verification = verification.to_dict()
@@ -79,7 +87,8 @@ def run(opts: RunOptions, console: Console | None = None) -> Report:
             getattr(built, "close", lambda: None)()  # an RPC device goes back to the tracker
             plain = build(lowered, None, "naive", Steps.quiet())
             lib = export(plain, prepared, plan_, out_dir, steps, lib_name="untuned.so") if where.rpc_tracker else None
-            untuned_stats = benchmark_untuned(runnable(plain, lib and Path(lib.path), where), arrays, opts.measurement)
+            untuned_stats = benchmark_untuned(parts.runnable(runnable(plain, lib and Path(lib.path), where), plan_.threads),
+                                              arrays, opts.measurement)
         report.latencies = report.latencies.with_untuned(untuned_stats)
     return _finish(report, verification.verdict, paths, steps)
 

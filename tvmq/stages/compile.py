@@ -199,23 +199,27 @@ def build(lowered: Lowered, view, untuned: str, steps: Steps, name: str = "build
 
 
 def export(executable, prepared: Prepared, plan_: Plan, out_dir: Path, steps: Steps,
-           lib_name: str | None = None) -> ArtifactSection:
+           lib_name: str | None = None, whole=None) -> ArtifactSection:
     """``model.so`` + ``model.json`` in ``out_dir`` (``lib_name``: another library name, no metadata).
     ``model.json`` records what :func:`tvmq.tuner.artifact.load` checks before loading the library:
-    its size and sha256, the versions that built it, and the architecture and CPU flags its code needs."""
+    its size and sha256, the versions that built it, and the architecture and CPU flags its code needs.
+    ``whole``: a partitioned model's :class:`~tvmq.stages.partition.Split`: the build takes and gives
+    what the whole takes and gives, and holds its TFLite parts."""
     from tvmq.tuner import artifact
 
     if lib_name is not None:
         lib = out_dir / lib_name
         plan_.profile.export_library(executable, lib)
         return ArtifactSection(str(lib), lib.stat().st_size)
-    info, profile = prepared.info, plan_.profile
+    info, profile, sha256 = prepared.info, plan_.profile, prepared.model.sha256
+    if whole is not None and whole.partition is not None:
+        info, sha256 = whole.checked_info, whole.source_sha256
     with steps.step("export", f"export to {out_dir}"):
         lib = artifact.export(executable, out_dir, {
-            "model": prepared.model.name, "model_sha256": prepared.model.sha256, "target": profile.name,
+            "model": prepared.model.name, "model_sha256": sha256, "target": profile.name,
             "tvm_target": plan_.tvm_target_json, "requires": {"arch": profile.arch, "cpu_flags": profile.host_flags},
             "inputs": [asdict(t) for t in info.inputs], "outputs": [asdict(t) for t in info.outputs],
-            "threads": plan_.threads,
+            "threads": plan_.threads, "partition": whole.artifact_parts() if whole is not None else None,
         }, export_fn=profile.export_library)
     return ArtifactSection(str(lib), lib.stat().st_size)
 

@@ -11,11 +11,11 @@ from .steps import Steps
 
 
 def load(source: SourceOptions, steps: Steps):
-    """``(LoadedModel, ModelInfo)``: the model read, validated and shown; refused here, before any
-    compilation, when TVM cannot convert it."""
+    """``(LoadedModel, ModelInfo)``: the model read, validated and shown (whether TVM takes it whole
+    is :func:`tvmq.stages.partition.split`'s question)."""
     from rich.markup import escape
 
-    from tvmq.model import check_convertible, inspect_model, load_model
+    from tvmq.model import inspect_model, load_model
     from tvmq.redact import redact_text
     from tvmq.report.render import model_tables
 
@@ -24,7 +24,6 @@ def load(source: SourceOptions, steps: Steps):
         info = inspect_model(model)
     for table in model_tables(info):
         steps.print(table)
-    check_convertible(info)
     return model, info
 
 
@@ -38,11 +37,15 @@ class Inputs:
 
 
 def inputs(info, source: SourceOptions) -> Inputs:
-    """The images (or a deterministic synthetic input) as the model's input arrays, and the labels."""
+    """The images (or a deterministic synthetic input) and the ``--input`` arrays as the model's
+    input arrays, and the labels."""
     from tvmq.model import load_labels, make_inputs
+    from tvmq.model.inputs import read_input_arrays
 
     labels = load_labels(source.labels)
-    return Inputs(make_inputs(info, list(source.images), seed=source.seed), labels, [t.name for t in info.outputs])
+    arrays = read_input_arrays(info, list(source.inputs))
+    return Inputs(make_inputs(info, list(source.images), seed=source.seed, arrays=arrays), labels,
+                  [t.name for t in info.outputs])
 
 
 __all__ = ["Inputs", "inputs", "load"]
