@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from tvm import te, tirx, topi
 
 from . import requant as rq
@@ -31,9 +32,17 @@ def mean_te(x, p: MeanParams):
     acc = te.compute(acc_shape, acc_f, name="sum")
     off = p.zp_x * p.n
     out = p.out
-    if p.mode == "xnnpack":
-        return te.compute(acc_shape, lambda *i: rq.requantize_fp32_tir(acc[i] - off, p.fscale, out.zero_point, out.qmin,
-                                                                       out.qmax, out.dtype), name="mean")
+    if p.mode == "xnnpack":  # rq.xnnpack_mean_np: the zero points in one float32 bias
+        f32 = "float32"
+        bias = np.float32(np.float32(out.zero_point) - np.float32(np.float32(off) * np.float32(p.fscale)))
+
+        def xnn(*i):
+            v = tirx.call_llvm_pure_intrin(f32, "llvm.arithmetic.fence", acc[i].astype(f32) * tirx.const(p.fscale, f32))
+            v = tirx.nearbyint(v + tirx.const(float(bias), f32))
+            v = tirx.min(tirx.max(v, tirx.const(float(out.qmin), f32)), tirx.const(float(out.qmax), f32))
+            return v.astype("int32").astype(out.dtype)
+
+        return te.compute(acc_shape, xnn, name="mean")
     return te.compute(acc_shape, lambda *i: rq.requantize_tir(acc[i] - off, p.q, p.shift, out.zero_point, out.qmin,
                                                               out.qmax, out.dtype), name="mean")
 

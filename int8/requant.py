@@ -94,6 +94,7 @@ __all__ = [
     "requantize_fp32_np",
     "add_params",
     "mean_multiplier",
+    "xnnpack_mean_np",
     "quantized_add_np",
     "round_half_away",
     "srdhm_tir",
@@ -234,6 +235,15 @@ def requantize_fp32_np(acc, scale_f32, zp_out, qmin, qmax, out_dtype="uint8") ->
     v = np.asarray(acc, np.int32).astype(np.float32) * np.asarray(scale_f32, np.float32)
     y = np.rint(v).astype(np.int64) + int(zp_out)  # np.rint: round half to even
     return np.clip(y, qmin, qmax).astype(out_dtype)
+
+
+def xnnpack_mean_np(sums, zp_in: int, n: int, fscale: float, zp_out: int, qmin: int, qmax: int) -> np.ndarray:
+    """XNNPACK's MEAN of the raw integer ``sums`` of ``n`` values: ``rne(f32(sum)·scale + bias)`` with
+    the zero points folded into one float32 ``bias = zp_out - f32(zp_in·n)·scale`` (subtracting
+    ``zp_in·n`` from the sum first rounds differently on a few sums)."""
+    f = np.float32
+    bias = f(f(zp_out) - f(f(zp_in * n) * f(fscale)))
+    return np.clip(np.rint(f(f(np.asarray(sums, f) * f(fscale)) + bias)), qmin, qmax)
 
 
 def mean_multiplier(s_in: float, s_out: float, n: int) -> Tuple[int, int]:

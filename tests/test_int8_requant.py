@@ -242,3 +242,45 @@ def test_xnnpack_takes_an_add_only_within_its_scale_ratios():
     assert xnnpack_takes_add(2.0 ** -10, 1.0, 1.0) and not xnnpack_takes_add(2.0 ** -11, 1.0, 1.0)
     assert not xnnpack_takes_add(256.0, 1.0, 1.0) and xnnpack_takes_add(255.0, 1.0, 1.0)
     assert not xnnpack_takes_add(2.97e-35, 1.21e-35, 0.0235)
+
+
+def test_xnnpack_mean_folds_the_zero_points_into_a_float_bias():
+    """XNNPACK's MEAN scales the raw sum and adds one float32 bias; scaling ``sum - zp_in·n`` instead
+    rounds differently on a few sums. With the quantization of the MEAN (squeeze-excite) where a
+    random EfficientNetB0 draw parted from LiteRT by one unit (82 at its output), both orders differ on
+    some sums, and the compiled kernel follows XNNPACK's on every input."""
+    import tvm
+    from tvm import relax
+
+    from tvmq.int8 import lower_qdq_to_int8
+    from tvmq.int8.requant import xnnpack_mean_np
+
+    s_in, zp_in, s_out, zp_out, n = 0.03540482744574547, -120, 0.0021975317504256964, -104, 256
+    f = np.float32
+    fscale = float(f(s_in) / (f(s_out) * f(n)))
+    sums = np.arange(-128 * n, 127 * n + 1)
+    subtract_first = np.clip(np.rint(f(f(sums - zp_in * n) * f(fscale))) + zp_out, -128, 127)
+    parting = sums[subtract_first != xnnpack_mean_np(sums, zp_in, n, fscale, zp_out, -128, 127)]
+    assert parting.size > 0
+
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((1, 16, 16, 144), "int8"))
+    with bb.function("main", [x]):
+        d = bb.emit(relax.op.dequantize(x, relax.const(s_in, "float32"), relax.const(zp_in, "int8")))
+        m = bb.emit(relax.op.mean(d, axis=[1, 2], keepdims=True))
+        q = bb.emit(relax.op.quantize(m, relax.const(s_out, "float32"), relax.const(zp_out, "int8"), out_dtype="int8"))
+        bb.emit_func_output(q)
+    lowered = lower_qdq_to_int8(bb.get(), mode="xnnpack")
+    assert lowered.stats.to_dict()["mean"]["lowered"] == 1
+    target = tvm.target.Target({"kind": "llvm", "mcpu": "znver3"})
+    with target:
+        vm = relax.VirtualMachine(tvm.compile(relax.get_pipeline("zero")(lowered.mod), target=target), tvm.cpu())
+    rng = np.random.default_rng(0)
+    # first an input whose channels sum to the sums where the two orders part, then random ones
+    picked = parting[np.linspace(0, parting.size - 1, 144).astype(int)]
+    base, extra = np.divmod(picked, n)  # n values per channel: `extra` of them one above `base`
+    crafted = (base[None, :] + (np.arange(n)[:, None] < extra[None, :])).reshape(1, 16, 16, 144).astype(np.int8)
+    assert np.array_equal(crafted.astype(np.int64).sum(axis=(0, 1, 2)), picked)
+    for xs in [crafted] + [rng.integers(-128, 128, (1, 16, 16, 144)).astype(np.int8) for _ in range(4)]:
+        want = xnnpack_mean_np(xs.astype(np.int64).sum(axis=(1, 2), keepdims=True), zp_in, n, fscale, zp_out, -128, 127)
+        assert np.array_equal(vm["main"](tvm.runtime.tensor(xs)).numpy(), want.astype(np.int8))
