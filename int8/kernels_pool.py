@@ -37,7 +37,7 @@ def mean_te(x, p: MeanParams):
         bias = np.float32(np.float32(out.zero_point) - np.float32(np.float32(off) * np.float32(p.fscale)))
 
         def xnn(*i):
-            v = tirx.call_llvm_pure_intrin(f32, "llvm.arithmetic.fence", acc[i].astype(f32) * tirx.const(p.fscale, f32))
+            v = rq.fence_f32_tir(acc[i].astype(f32) * tirx.const(p.fscale, f32))
             v = tirx.nearbyint(v + tirx.const(float(bias), f32))
             v = tirx.min(tirx.max(v, tirx.const(float(out.qmin), f32)), tirx.const(float(out.qmax), f32))
             return v.astype("int32").astype(out.dtype)

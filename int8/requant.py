@@ -85,6 +85,7 @@ INT32_MAX = (1 << 31) - 1
 
 __all__ = [
     "MODES",
+    "fence_f32_tir",
     "quantize_multiplier",
     "quantize_multipliers",
     "saturating_rounding_doubling_high_mul",
@@ -324,6 +325,13 @@ def _tir():
     from tvm import tirx
 
     return tirx
+
+
+def fence_f32_tir(e):
+    """The float32 ``e`` computed and rounded on its own, behind ``llvm.arithmetic.fence``: LLVM may
+    neither contract it into a fused multiply-add nor reassociate it, as TFLite's and XNNPACK's
+    float32 steps round one by one (an FMA rounds once: a value on a rounding edge moves a unit)."""
+    return _tir().call_llvm_pure_intrin("float32", "llvm.arithmetic.fence", e)
 
 
 def _i64(v):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from tvm import relax, te, tirx
 
+from . import requant as rq
 from .params import OutputQuant
 from .patterns import RewriteContext, register_int8, require, shape_of
 
@@ -50,19 +51,12 @@ def _coord(o, scale: float, mode: str, n_in: int):
     f32 = "float32"
     s = tirx.const(scale, f32)
     if mode == "half_pixel":
-        v = _round32((o.astype(f32) + tirx.const(0.5, f32)) * s) - tirx.const(0.5, f32)
+        v = rq.fence_f32_tir((o.astype(f32) + tirx.const(0.5, f32)) * s) - tirx.const(0.5, f32)
     else:
         v = o.astype(f32) * s
     lo = tirx.max(tirx.floor(v).astype("int32"), 0)
     hi = tirx.min(tirx.ceil(v).astype("int32"), n_in - 1)
     return v - lo.astype(f32), lo, hi
-
-
-def _round32(e):
-    """``e`` rounded to float32 on its own, behind an arithmetic fence: LLVM may neither fuse it into
-    a multiply-add (on FMA targets it folded away the float64 round trip this once was, and fused:
-    uint8 align-corners and half-pixel resizes came out one unit off TFLite's) nor reassociate it."""
-    return tirx.call_llvm_pure_intrin("float32", "llvm.arithmetic.fence", e)
 
 
 def resize_bilinear_te(x, size, mode: str):
@@ -81,9 +75,9 @@ def resize_bilinear_te(x, size, mode: str):
                  (x[b, y0, x1, k], one - dy, dx), (x[b, y1, x1, k], dy, dx)]
         acc = None
         for v, p, q in terms:
-            t = _round32(_round32(v.astype("float32") * p) * q)
-            acc = t if acc is None else _round32(acc + t)
-        acc = _round32(acc + tirx.const(0.5, "float32"))
+            t = rq.fence_f32_tir(rq.fence_f32_tir(v.astype("float32") * p) * q)
+            acc = t if acc is None else rq.fence_f32_tir(acc + t)
+        acc = rq.fence_f32_tir(acc + tirx.const(0.5, "float32"))
         return tirx.min(acc.astype("int32"), 255).astype("uint8")
 
     return te.compute((n, oh, ow, c), f, name="resize_bilinear")
@@ -97,12 +91,12 @@ def _xnn_coord(o, n_in: int, n_out: int, mode: str):
     v = o.astype(f32) * tirx.const(scale, f32)
     if mode == "half_pixel":  # neither align_corners nor TensorFlow's legacy mode
         offset = float(np.float32(np.float32(0.5) * np.float32(scale) - np.float32(0.5)))
-        v = _round32(v) + tirx.const(offset, f32)
+        v = rq.fence_f32_tir(v) + tirx.const(offset, f32)
         v = tirx.min(tirx.max(v, tirx.const(0.0, f32)), tirx.const(float(n_in - 1), f32))
-    v = _round32(v)
+    v = rq.fence_f32_tir(v)
     lo = v.astype("int32")
     hi = tirx.min(lo + 1, n_in - 1)
-    alpha = tirx.nearbyint(_round32(v - lo.astype(f32)) * tirx.const(2048.0, f32)).astype("int32")
+    alpha = tirx.nearbyint(rq.fence_f32_tir(v - lo.astype(f32)) * tirx.const(2048.0, f32)).astype("int32")
     return lo, hi, alpha
 
 

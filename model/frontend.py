@@ -36,7 +36,9 @@ QDQ_CONVERTED = frozenset({"PRELU", "BATCH_MATMUL"})
 # in TFLite (tests/test_quantized_ops.py, tests/test_partition.py).
 
 
-def _converter_class():
+@functools.cache
+def converter_class():
+    """``QuantizedOperatorConverter``, the class (defined on first use: importing TVM is slow)."""
     from tvm.relax.frontend.tflite.tflite_frontend import OperatorConverter
 
     class QuantizedOperatorConverter(OperatorConverter):
@@ -171,12 +173,6 @@ def _converter_class():
             return out if dtype == "int64" else relax.op.astype(out, dtype)
 
     return QuantizedOperatorConverter
-
-
-@functools.cache
-def converter_class():
-    """``QuantizedOperatorConverter``, the class (defined on first use: importing TVM is slow)."""
-    return _converter_class()
 
 
 def from_tflite(tflite_model):

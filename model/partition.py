@@ -42,7 +42,7 @@ def _elements(graph: Graph, tensor: int) -> int:
 
 def operator_macs(graph: Graph, op: GraphOperator) -> int:
     """Multiply-accumulates of one operator (0 for those without a weight or matrix product)."""
-    ins = [t for t in op.inputs]
+    ins = op.inputs
     shape = lambda i: graph.tensors[ins[i]].shape if len(ins) > i and ins[i] >= 0 else ()  # noqa: E731
     out = _elements(graph, op.outputs[0]) if op.outputs else 0
     if op.name == "CONV_2D" and len(shape(1)) == 4:
@@ -90,14 +90,14 @@ class Partition:
     not_computed: tuple[int, ...] = ()
     dropped: str | None = None  # why the last TFLite part was dropped
     unsupported: tuple[str, ...] = ()
+    total_macs: int = 0  # the whole model's
 
     @property
     def tvm_part(self) -> Part:
         return next(p for p in self.parts if p.engine == TVM)
 
     def tvm_mac_share(self) -> float:
-        total = sum(operator_macs(self.graph, op) for op in self.graph.operators)
-        return self.tvm_part.macs / total if total else 1.0
+        return self.tvm_part.macs / self.total_macs if self.total_macs else 1.0
 
     def name(self, tensor: int) -> str:
         return self.graph.tensors[tensor].name
@@ -115,15 +115,15 @@ class Partition:
         }
 
 
-def _tvm_range(graph: Graph, bad: set[str]) -> tuple[int, int]:
-    """``[a, b)``: the run of consecutive operators, none in ``bad``, with the most MACs (the
-    longest on a tie, then the first)."""
+def _tvm_range(graph: Graph, bad: set[str], macs: list[int]) -> tuple[int, int]:
+    """``[a, b)``: the run of consecutive operators, none in ``bad``, with the most MACs (``macs``,
+    one per operator; the longest run on a tie, then the first)."""
     best, best_key = (0, 0), (-1, -1)
     start = 0
     ops = graph.operators
     for i in range(len(ops) + 1):
         if i == len(ops) or ops[i].name in bad:
-            key = (sum(operator_macs(graph, op) for op in ops[start:i]), i - start)
+            key = (sum(macs[start:i]), i - start)
             if i > start and key > best_key:
                 best, best_key = (start, i), key
             start = i + 1
@@ -155,14 +155,14 @@ def plan_partition(content: bytes, unsupported: set[str], runs_in_tflite=None) -
     is left for TVM, or when the part before TVM's cannot run."""
     graph = read_graph(content)
     bad = set(unsupported)
-    a, b = _tvm_range(graph, bad)
+    macs = [operator_macs(graph, op) for op in graph.operators]
+    a, b = _tvm_range(graph, bad, macs)
     if a == b:
         raise NothingForTvm(f"no operator of the model is left for TVM once {', '.join(sorted(bad))} "
                             f"run in TFLite", sorted(bad))
     constants = _constants(graph)
     ranges = [(TFLITE, range(0, a)), (TVM, range(a, b)), (TFLITE, range(b, len(graph.operators)))]
     parts: list[Part] = []
-    not_computed: tuple[int, ...] = ()
     dropped = None
     for engine, ops in ranges:
         if not len(ops):
@@ -170,20 +170,19 @@ def plan_partition(content: bytes, unsupported: set[str], runs_in_tflite=None) -
         ins, outs = _boundary(graph, ops, constants)
         part_content = cut(content, outs, ins)
         part = Part(engine, part_content, tuple(ins), tuple(outs),
-                    dict(Counter(graph.operators[i].name for i in ops).most_common()),
-                    sum(operator_macs(graph, graph.operators[i]) for i in ops))
+                    dict(Counter(graph.operators[i].name for i in ops).most_common()), sum(macs[ops.start:ops.stop]))
         why = runs_in_tflite(part_content) if engine == TFLITE and runs_in_tflite else None
         if why and ops.stop < len(graph.operators):
             raise UnsupportedOperators(f"the operators before TVM's part ({', '.join(part.operators)}) "
                                        f"cannot run in TFLite either: {why}", sorted(bad))
-        if why:
-            computed = {t for p in parts for t in p.outputs}
-            not_computed = tuple(t for t in graph.outputs if t not in computed)
+        if why:  # the last part: dropped
             dropped = why
-            continue
-        parts.append(part)
+        else:
+            parts.append(part)
     computed = {t for p in parts for t in p.outputs}
     outputs = tuple(t for t in graph.outputs if t in computed)
+    not_computed = tuple(t for t in graph.outputs if t not in computed)
     if dropped:  # what the run shows: the graph outputs computed, then what the dropped part would have read
         outputs += tuple(t for t in parts[-1].outputs if t not in outputs)
-    return Partition(tuple(parts), graph, tuple(graph.inputs), outputs, not_computed, dropped, tuple(sorted(bad)))
+    return Partition(tuple(parts), graph, tuple(graph.inputs), outputs, not_computed, dropped, tuple(sorted(bad)),
+                     sum(macs))

@@ -224,12 +224,16 @@ class Reference:
 
     def benchmark(self, arrays: list[np.ndarray], repeat: int, warmup: int = 3) -> list[float]:
         """Wall-clock seconds of ``repeat`` invocations after ``warmup`` ones."""
-        invoke = self.timed_call(arrays)
-        for _ in range(warmup):
-            invoke()
-        times = []
-        for _ in range(repeat):
-            start = time.perf_counter()
-            invoke()
-            times.append(time.perf_counter() - start)
-        return times
+        return time_calls(self.timed_call(arrays), repeat, warmup)
+
+
+def time_calls(call: Callable[[], object], repeat: int, warmup: int = 3) -> list[float]:
+    """Wall-clock seconds of ``repeat`` calls of ``call`` after ``warmup`` ones."""
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return times

@@ -127,7 +127,7 @@ def main() -> int:
     if args.budget is not None:
         args.trials = None
     console = Console(stderr=True)
-    quiet = Console(file=open(os.devnull, "w"))  # noqa: SIM115 - the pipeline's own tables, not wanted here
+    quiet = Console(quiet=True)  # the pipeline's own tables, not wanted here
     rows = []
     for model in model_files(args.paths):
         console.print(f"[bold]{model.name}[/]")

@@ -22,13 +22,38 @@ def convert(keras_model, input_ranges, io_dtype="int8", seed=0, n_rep=16):
         for _ in range(n_rep):
             yield [rng.uniform(lo, hi, size=(1,) + s).astype(np.float32) for s, (lo, hi) in zip(shapes, input_ranges)]
 
-    conv = tf.lite.TFLiteConverter.from_keras_model(keras_model)
+    return _full_integer(tf.lite.TFLiteConverter.from_keras_model(keras_model), rep, io_dtype)
+
+
+def _full_integer(conv, representative, io_dtype: str) -> bytes:
+    """``conv`` (a TFLiteConverter) run as a full-integer conversion calibrated on ``representative``."""
+    import tensorflow as tf
+
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = rep
+    conv.representative_dataset = representative
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     conv.inference_input_type = getattr(tf, io_dtype)
     conv.inference_output_type = getattr(tf, io_dtype)
     return conv.convert()
+
+
+def convert_function(fn, shapes, ranges, io_dtype="int8", dynamic_batch=False, seed=0, n_rep=16):
+    """Full-integer TFLite conversion of ``fn`` (float32 inputs of ``shapes`` plus a batch of 1; of an
+    unknown batch with ``dynamic_batch``), calibrated on uniform values in ``ranges``. A None in
+    ``shapes``: a dimension the converter does not know (1 in the model and in calibration)."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    batch = None if dynamic_batch else 1
+    func = tf.function(fn, input_signature=[tf.TensorSpec((batch, *s), tf.float32) for s in shapes])
+
+    def representative():
+        for _ in range(n_rep):
+            yield [rng.uniform(lo, hi, size=(1, *(d or 1 for d in s))).astype(np.float32)
+                   for s, (lo, hi) in zip(shapes, ranges)]
+
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([func.get_concrete_function()], func)
+    return _full_integer(conv, representative, io_dtype)
 
 
 def random_inputs(buf, seed=1):
@@ -45,9 +70,14 @@ def random_inputs(buf, seed=1):
 
 
 def run_tflite(buf, inputs, kernels="optimized"):
-    """Run the TFLite interpreter with ``kernels``: ``"reference"`` (BUILTIN_REF, the reference
-    kernels), ``"optimized"`` (builtin optimized kernels, no delegate) or ``"xnnpack"`` (default
-    XNNPACK delegate)."""
+    """The first output of :func:`run_tflite_outputs`."""
+    return run_tflite_outputs(buf, inputs, kernels)[0]
+
+
+def run_tflite_outputs(buf, inputs, kernels="optimized"):
+    """Every output, in the subgraph's order, of the TFLite interpreter with ``kernels``:
+    ``"reference"`` (BUILTIN_REF, the reference kernels), ``"optimized"`` (builtin optimized
+    kernels, no delegate) or ``"xnnpack"`` (default XNNPACK delegate)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     kind = {"reference": OpResolverType.BUILTIN_REF, "optimized": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
@@ -57,7 +87,7 @@ def run_tflite(buf, inputs, kernels="optimized"):
     for d, x in zip(it.get_input_details(), inputs):
         it.set_tensor(d["index"], x)
     it.invoke()
-    return it.get_tensor(it.get_output_details()[0]["index"])
+    return [it.get_tensor(d["index"]) for d in it.get_output_details()]
 
 
 def import_tflite(buf):

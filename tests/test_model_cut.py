@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests._int8_helpers import op_names, random_inputs
+from tests._int8_helpers import op_names, random_inputs, run_tflite_outputs
 
 pytest.importorskip("ai_edge_litert")
 
@@ -24,17 +24,6 @@ def _all_tensors(buf, inputs):
     return it
 
 
-def _outputs(buf, inputs):
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    it = Interpreter(model_content=buf, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
-    it.allocate_tensors()
-    for d, x in zip(it.get_input_details(), inputs):
-        it.set_tensor(d["index"], x)
-    it.invoke()
-    return [it.get_tensor(d["index"]) for d in it.get_output_details()]
-
-
 def test_cut_before_the_softmax(model_factory):
     from tvmq.model.cut import cut, read_graph
 
@@ -49,7 +38,7 @@ def test_cut_before_the_softmax(model_factory):
     assert info.dtype == "int8" and len(info.scale) == 1  # its quantization came along
     inputs = random_inputs(buf, seed=3)
     whole = _all_tensors(buf, inputs)
-    (out,) = _outputs(short, inputs)
+    (out,) = run_tflite_outputs(short, inputs, "reference")
     np.testing.assert_array_equal(out, whole.get_tensor(logits))
 
 
@@ -62,7 +51,7 @@ def test_every_operator_output_as_an_output(model_factory):
     assert op_names(every) == op_names(buf)
     inputs = random_inputs(buf, seed=4)
     whole = _all_tensors(buf, inputs)
-    for index, value in zip(order, _outputs(every, inputs)):
+    for index, value in zip(order, run_tflite_outputs(every, inputs, "reference")):
         np.testing.assert_array_equal(value, whole.get_tensor(index))
 
 
@@ -79,9 +68,9 @@ def test_cut_a_region_with_its_own_input(model_factory):
     x = random_inputs(region, seed=5)
     whole_inputs = random_inputs(buf, seed=6)
     whole = _all_tensors(buf, whole_inputs)
-    (y,) = _outputs(region, [whole.get_tensor(dw.inputs[0])])
+    (y,) = run_tflite_outputs(region, [whole.get_tensor(dw.inputs[0])], "reference")
     np.testing.assert_array_equal(y, whole.get_tensor(add.outputs[0]))
-    assert _outputs(region, x)[0].shape == y.shape
+    assert run_tflite_outputs(region, x, "reference")[0].shape == y.shape
 
 
 def test_bad_cuts_are_one_line_errors(model_factory):

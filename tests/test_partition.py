@@ -11,6 +11,7 @@ import json
 
 import numpy as np
 
+from tests._int8_helpers import run_tflite_outputs
 from tests.cli_helpers import load_json, run_main, run_tune
 from tests.test_cli_errors import expect_error
 
@@ -21,17 +22,6 @@ def _tune(capsys, tmp_path, model, *extra):
                                 "--db", str(tmp_path / "t.db"), *extra])
     assert rc == 0, err
     return out, load_json(out / "report.json"), err
-
-
-def _whole_in_tflite(model, arrays):
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_path=str(model))
-    it.allocate_tensors()
-    for d, a in zip(it.get_input_details(), arrays):
-        it.set_tensor(d["index"], a)
-    it.invoke()
-    return [it.get_tensor(d["index"]) for d in it.get_output_details()]
 
 
 def test_plan_puts_the_most_macs_in_tvm(model_factory):
@@ -77,7 +67,7 @@ def test_tflite_part_before_tvm_runs_end_to_end(capsys, tmp_path, model_factory)
     art = artifact.load(out)
     x = np.random.default_rng(0).integers(-128, 128, (1, 6, 8, 3), dtype=np.int8)
     (ours,) = art.run([x])
-    (ref,) = _whole_in_tflite(model, [x])
+    (ref,) = run_tflite_outputs(model.read_bytes(), [x], "xnnpack")
     assert ours.dtype == ref.dtype and np.array_equal(ours, ref)
     rc, text = run_main(run_build, capsys, [str(out), "--json"])
     assert rc == 0, text

@@ -28,14 +28,14 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from tests._int8_helpers import op_names, random_inputs, run_tflite
+from tests._int8_helpers import convert_function, op_names, random_inputs, run_tflite
 
 tf = pytest.importorskip("tensorflow")
 pytest.importorskip("ai_edge_litert")
 pytestmark = pytest.mark.filterwarnings("ignore:Statistics for quantized inputs were expected")
 
 from tests import uint8_factory
-from tests.test_quantized_ops import build_tvm, convert_function, operator_tensor_types
+from tests.test_quantized_ops import build_tvm, operator_tensor_types
 
 MODES = ("tflite", "xnnpack")
 KERNELS = {"tflite": "reference", "xnnpack": "xnnpack"}

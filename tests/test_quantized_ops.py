@@ -22,49 +22,13 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from tests._int8_helpers import TARGET, op_names, random_inputs
+from tests._int8_helpers import TARGET, convert_function, op_names, random_inputs, run_tflite_outputs
 
 tf = pytest.importorskip("tensorflow")
 pytest.importorskip("ai_edge_litert")
 pytestmark = pytest.mark.filterwarnings("ignore:Statistics for quantized inputs were expected")
 
 QUANTIZED_DTYPES = ("int8", "uint8")
-
-
-def convert_function(fn, shapes, ranges, io_dtype="int8", dynamic_batch=False, seed=0, n_rep=16):
-    """Full-integer TFLite conversion of ``fn`` (float32 inputs of ``shapes`` plus a batch of 1; of an
-    unknown batch with ``dynamic_batch``), calibrated on uniform values in ``ranges``. A None in
-    ``shapes``: a dimension the converter does not know (1 in the model and in calibration)."""
-    rng = np.random.default_rng(seed)
-    batch = None if dynamic_batch else 1
-    func = tf.function(fn, input_signature=[tf.TensorSpec((batch, *s), tf.float32) for s in shapes])
-
-    def representative():
-        for _ in range(n_rep):
-            yield [rng.uniform(lo, hi, size=(1, *(d or 1 for d in s))).astype(np.float32)
-                   for s, (lo, hi) in zip(shapes, ranges)]
-
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([func.get_concrete_function()], func)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = representative
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = getattr(tf, io_dtype)
-    conv.inference_output_type = getattr(tf, io_dtype)
-    return conv.convert()
-
-
-def run_tflite_outputs(buf, inputs, kernels="reference"):
-    """Every output of the model, in the subgraph's order, with TFLite's reference kernels
-    (``"optimized"``: its builtin kernels, no delegate)."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    kind = {"reference": OpResolverType.BUILTIN_REF, "optimized": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
-    it = Interpreter(model_content=buf, experimental_op_resolver_type=kind[kernels], num_threads=1)
-    it.allocate_tensors()
-    for d, x in zip(it.get_input_details(), inputs):
-        it.set_tensor(d["index"], x)
-    it.invoke()
-    return [it.get_tensor(d["index"]) for d in it.get_output_details()]
 
 
 def output_dtypes(buf):

@@ -61,17 +61,12 @@ def dynamic_range() -> bytes:
     return c.convert()
 
 
-def _full_integer(fn, shapes, io_dtype="int8") -> bytes:
-    """A ``tf.function`` on float inputs of ``shapes`` converted to a full-integer model."""
-    tf = _tf()
-    rng = np.random.default_rng(7)
-    concrete = tf.function(fn, input_signature=[tf.TensorSpec(s, tf.float32) for s in shapes]).get_concrete_function()
-    c = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
-    c.optimizations = [tf.lite.Optimize.DEFAULT]
-    c.representative_dataset = lambda: ([rng.uniform(-1, 1, s).astype(np.float32) for s in shapes] for _ in range(8))
-    c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    c.inference_input_type = c.inference_output_type = getattr(tf, io_dtype)
-    return c.convert()
+def _full_integer(fn, shapes) -> bytes:
+    """A ``tf.function`` on float inputs of ``shapes`` (batch first) converted to a full-integer model
+    with int8 I/O, calibrated on uniform values in [-1, 1]."""
+    from tests._int8_helpers import convert_function
+
+    return convert_function(fn, [s[1:] for s in shapes], [(-1.0, 1.0)] * len(shapes), seed=7, n_rep=8)
 
 
 def _filters(*shape, seed=0):

@@ -158,7 +158,7 @@ def _write_parts(partition: dict, out_dir: Path) -> dict:
         if part.engine == "tflite":
             name = f"part{i}.tflite"
             write_atomically(out_dir / name, part.content)
-            entry.update(file=name, bytes=len(part.content), sha256=hashlib.sha256(part.content).hexdigest())
+            entry.update(file=name, bytes=len(part.content), sha256=part.sha256)
         parts.append(entry)
     return {"inputs": list(partition["inputs"]), "outputs": list(partition["outputs"]), "parts": parts}
 

@@ -28,7 +28,6 @@ class PartitionedRunnable:
                  where: str = "the model"):
         from tvmq.model import Reference
 
-        self.tvm = tvm
         self.inputs, self.outputs = tuple(inputs), tuple(outputs)
         self._steps: list[tuple[Callable[[list[np.ndarray]], list[np.ndarray]], tuple[int, ...], tuple[int, ...]]] = []
         for i, part in enumerate(parts):
@@ -53,13 +52,7 @@ class PartitionedRunnable:
         return lambda: self.run(arrays)
 
     def benchmark(self, arrays: list[np.ndarray], repeat: int, warmup: int = 3) -> list[float]:
-        import time
+        """Wall-clock seconds of ``repeat`` whole inferences after ``warmup`` ones."""
+        from tvmq.model.reference import time_calls
 
-        for _ in range(warmup):
-            self.run(arrays)
-        times = []
-        for _ in range(repeat):
-            start = time.perf_counter()
-            self.run(arrays)
-            times.append(time.perf_counter() - start)
-        return times
+        return time_calls(self.timed_call(arrays), repeat, warmup)
