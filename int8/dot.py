@@ -10,7 +10,8 @@ avx2       8      u8: ``vpmaddubsw`` if no int16 pair can saturate, else ``vpmad
                   int8 weights, else (weights with a zero point) ``vpmaddwd`` on
                   ``(x - zp_x) * (w - zp_w)`` widened to int16; i8: ``vpmaddwd``
 avx512     16     the same on zmm registers (AVX-512BW)
-vnni       16     u8: ``vpdpbusd`` (u8 x i8); i8: ``vpdpbusd`` with u8 weights (i8 x u8)
+vnni       16     u8: ``vpdpbusd`` (u8 x i8); i8: ``vpdpbusd`` on the activation + 128 (as u8)
+                  x i8 weights, else (weights with a zero point) with u8 weights (i8 x u8)
 sdot       4      i8: ``sdot`` (i8 x i8); u8: ``udot`` (u8 x u8)
 =========  =====  ========================================================================
 
@@ -20,13 +21,14 @@ For a convolution or fully connected layer the lowering computes, per output cha
 
 (TFLite's integer accumulator). The intrinsic multiplies the activation ``x`` as stored by the
 weight operand ``B = w - s`` in the dtype it wants (``s = 128`` turns uint8 weights into int8,
-``s = -128`` int8 into uint8, ``s = 0`` keeps them). With ``cw = s - zp_w``,
+``s = -128`` int8 into uint8, ``s = 0`` keeps them); an intrinsic with an activation offset
+``t`` (128 for ``tvmq_dot_vnni_i8i8``, else 0) multiplies ``x + t``. With ``cw = s - zp_w``,
 
-    acc[o] = dot(x, B[:, o]) + cw * sum_k x[k] - zp_x * (sum_k B[k, o] + cw * K)
+    acc[o] = dot(x + t, B[:, o]) + cw * sum_k x[k] - (zp_x + t) * sum_k B[k, o] - zp_x * cw * K
 
-The last term is a per-channel constant folded into the bias at compile time; the window sum
+The last two terms are a per-channel constant folded into the bias at compile time; the window sum
 ``sum_k x[k]`` is computed at run time (a small kernel of its own) only when ``cw != 0``:
-uint8 weights with a zero point on VNNI and Arm, int8 activations on VNNI. The x86 ``*_zp``
+uint8 weights with a zero point on VNNI and Arm, int8 weights with one on VNNI. The x86 ``*_zp``
 intrinsics take both zero points as operands instead. Everything is int32 and exact: the
 result equals TFLite's accumulator bit for bit, whatever the intrinsic.
 
@@ -52,7 +54,7 @@ SCHEMES: dict[str, dict[str, list[str]]] = {
              "int8": ["tvmq_dot_avx2_i8i8"]},
     "avx512": {"uint8": ["tvmq_dot_avx512_u8i8_sat", "tvmq_dot_avx512_u8i8", "tvmq_dot_avx512_u8u8_zp"],
                "int8": ["tvmq_dot_avx512_i8i8"]},
-    "vnni": {"uint8": ["tvmq_dot_vnni_u8i8"], "int8": ["tvmq_dot_vnni_i8u8"]},
+    "vnni": {"uint8": ["tvmq_dot_vnni_u8i8"], "int8": ["tvmq_dot_vnni_i8i8", "tvmq_dot_vnni_i8u8"]},
     "sdot": {"uint8": ["tvmq_dot_udot_u8u8"], "int8": ["tvmq_dot_sdot_i8i8"]},
 }
 
@@ -78,6 +80,7 @@ class DotChoice:
         """The intrinsic subtracts both zero points itself: the accumulator is exact as it is."""
         return self.layout == "pairzp"
     skipped: tuple[str, ...] = ()  # preferred intrinsics that could saturate on these weights
+    a_offset: int = 0  # the intrinsic multiplies the activation + a_offset (module docstring: t)
 
 
 def pairs_fit_int16(b: np.ndarray, a_dtype: str) -> bool:
@@ -117,10 +120,10 @@ def choose(scheme: str, a_dtype: str, w: np.ndarray, zp_w: int) -> DotChoice | N
     w_dtype = str(w.dtype)
     w64 = w.astype(np.int64)
     for i, name in enumerate(candidates):
-        a_dt, b_dt, lanes, layout, saturating = intrin.INTRINSICS[name]
+        a_dt, b_dt, lanes, layout, saturating, a_offset = intrin.INTRINSICS[name]
         if layout == "pairzp":  # the zero points are operands of the intrinsic itself
             if b_dt == w_dtype:
-                return DotChoice(name, a_dt, b_dt, lanes, layout, 0, 0, tuple(skipped))
+                return DotChoice(name, a_dt, b_dt, lanes, layout, 0, 0, tuple(skipped), a_offset)
             continue
         default = 0 if b_dt == w_dtype else (128 if w_dtype == "uint8" else -128)
         shift = int(zp_w) if _fits(w64 - int(zp_w), b_dt) else default
@@ -132,7 +135,7 @@ def choose(scheme: str, a_dtype: str, w: np.ndarray, zp_w: int) -> DotChoice | N
             if not pairs_fit_int16(b.reshape(-1, b.shape[-1]), a_dt):
                 skipped.append(name)
                 continue
-        return DotChoice(name, a_dt, b_dt, lanes, layout, shift, cw, tuple(skipped))
+        return DotChoice(name, a_dt, b_dt, lanes, layout, shift, cw, tuple(skipped), a_offset)
     return None
 
 

@@ -4,7 +4,9 @@ Every intrinsic computes one tile of an integer matrix product,
 
     C[i] += sum_k int32(A[k]) * int32(B(i, k))        i < lanes (output channels), k < 4
 
-where ``A`` is four consecutive input channels of one activation pixel (broadcast to all lanes)
+(``C[i] += sum_k (int32(A[k]) + 128) * int32(B(i, k))`` for an intrinsic with an activation
+offset, below) where ``A`` is four consecutive input channels of one activation pixel (broadcast
+to all lanes)
 and ``B`` holds the matching weights of ``lanes`` output channels, packed at compile time in the
 order the instruction reads them:
 
@@ -29,6 +31,7 @@ name                           A   B   lanes  instructions
 ``tvmq_dot_avx512_i8i8``       i8  i8  16     as ``avx2_i8i8`` on zmm registers
 ``tvmq_dot_avx512_u8u8_zp``    u8  u8  16     as ``avx2_u8u8_zp`` on zmm registers
 ``tvmq_dot_vnni_u8i8``         u8  i8  16     ``vpdpbusd``
+``tvmq_dot_vnni_i8i8``         i8  i8  16     ``vpdpbusd`` on ``A xor 0x80`` (= ``A + 128`` as u8)
 ``tvmq_dot_vnni_i8u8``         i8  u8  16     ``vpdpbusd`` with its operands swapped
 ``tvmq_dot_sdot_i8i8``         i8  i8  4      Arm ``sdot``
 ``tvmq_dot_udot_u8u8``         u8  u8  4      Arm ``udot``
@@ -39,6 +42,14 @@ saturation**: exact only when ``|a0*b0 + a1*b1| <= 32767`` for every pair a laye
 :func:`tvmq.int8.dot.pairs_fit_int16` checks that on the weights at compile time; a layer
 that could saturate gets the exact ``vpmaddwd`` form instead (XNNPACK's AVX2 kernels make the
 same choice). ``vpdpbusd``, ``sdot`` and ``udot`` sum four products into 32 bits, exactly.
+
+``tvmq_dot_vnni_i8i8`` is XNNPACK's way with signed activations on VNNI: ``vpdpbusd`` wants its
+unsigned operand on one side, so the int8 activation is flipped to ``A + 128`` (one ``vpxor`` of
+the broadcast word) and multiplied by the int8 weights as they are. Its *activation offset* (128)
+is part of its description, so the accumulator it computes is ``dot(A, B) + 128 * sum(B)``: a
+per-channel constant the lowering folds into the bias (:mod:`.dot`). The alternative,
+``tvmq_dot_vnni_i8u8``, puts the weights on the unsigned side (``w + 128``) and needs the
+activation's window sum at run time: a kernel of its own before every layer.
 
 TVM 0.27's own ``dot_16x4_vnni`` does not compile with its LLVM 22 (``vpdpbusd.512`` takes
 ``<64 x i8>`` operands there), hence our VNNI intrinsics. The intrinsics are parsed from
@@ -55,8 +66,8 @@ from tvm.s_tir import TensorIntrin
 
 __all__ = ["INTRINSICS", "register_all"]
 
-# name -> (A dtype, B dtype, lanes, layout, saturating)
-INTRINSICS: dict[str, tuple[str, str, int, str, bool]] = {}
+# name -> (A dtype, B dtype, lanes, layout, saturating, activation offset)
+INTRINSICS: dict[str, tuple[str, str, int, str, bool, int]] = {}
 
 _X86 = {8: ("llvm.x86.avx2.pmadd.ub.sw", "llvm.x86.avx2.pmadd.wd"),
         16: ("llvm.x86.avx512.pmaddubs.w.512", "llvm.x86.avx512.pmaddw.d.512")}
@@ -85,7 +96,7 @@ _DESC = {
     for i, k in T.grid({n}, 4):
         with T.sblock("update"):
             vi, vk = T.axis.remap("SR", [i, k])
-            C[vi] = C[vi] + T.Cast("int32", A[vk]) * T.Cast("int32", B[vi, vk])''',
+            C[vi] = C[vi] + {a_term} * T.Cast("int32", B[vi, vk])''',
     "pair": '''
     for i, p, q in T.grid({n}, 2, 2):
         with T.sblock("update"):
@@ -95,6 +106,9 @@ _DESC = {
 
 # impl bodies ({n}: lanes, {n8} = 4n, {n16} = 2n)
 _BROADCAST_A4 = 'T.reinterpret("{a}x{n8}", T.Broadcast(T.reinterpret("int32", A[T.Ramp(0, 1, 4)]), {n}))'
+# the four int8 activations + 128, as uint8: each byte's sign bit flipped (0x80808080 as an int32)
+_BROADCAST_A4_FLIPPED = ('T.reinterpret("uint8x{n8}", T.Broadcast(T.bitwise_xor(T.reinterpret("int32", '
+                         'A[T.Ramp(0, 1, 4)]), T.int32(-2139062144)), {n}))')
 _IMPL = {
     "maddubs": '''
     pairs = T.call_llvm_pure_intrin("int16x{n16}", "{maddubs}", ''' + _BROADCAST_A4 + ''', B[0, T.Ramp(0, 1, {n8})])
@@ -121,6 +135,9 @@ _IMPL = {
     "vpdpbusd": '''
     C[T.Ramp(0, 1, 16)] = T.call_llvm_pure_intrin("int32x16", "llvm.x86.avx512.vpdpbusd.512",
         C[T.Ramp(0, 1, 16)], ''' + _BROADCAST_A4 + ''', B[0, T.Ramp(0, 1, 64)])''',
+    "vpdpbusd_flipped": '''
+    C[T.Ramp(0, 1, 16)] = T.call_llvm_pure_intrin("int32x16", "llvm.x86.avx512.vpdpbusd.512",
+        C[T.Ramp(0, 1, 16)], ''' + _BROADCAST_A4_FLIPPED + ''', B[0, T.Ramp(0, 1, 64)])''',
     "vpdpbusd_swapped": '''
     C[T.Ramp(0, 1, 16)] = T.call_llvm_pure_intrin("int32x16", "llvm.x86.avx512.vpdpbusd.512",
         C[T.Ramp(0, 1, 16)], B[0, T.Ramp(0, 1, 64)], ''' + _BROADCAST_A4 + ''')''',
@@ -154,11 +171,13 @@ def _parse(layout: str, body: str, fmt: dict) -> tvm.tirx.PrimFunc:
     return parse(src.format(**fmt), extra_vars={**_default_globals(), "D": _Decorator})
 
 
-def _register(name: str, a: str, b: str, lanes: int, layout: str, impl: str, saturating: bool = False) -> None:
+def _register(name: str, a: str, b: str, lanes: int, layout: str, impl: str, saturating: bool = False,
+              a_offset: int = 0) -> None:
     maddubs, maddwd = _X86.get(lanes, ("", ""))
-    fmt = dict(a=a, b=b, n=lanes, n8=4 * lanes, n16=2 * lanes, maddubs=maddubs, maddwd=maddwd)
+    a_term = f'(T.Cast("int32", A[vk]) + {a_offset})' if a_offset else 'T.Cast("int32", A[vk])'
+    fmt = dict(a=a, b=b, n=lanes, n8=4 * lanes, n16=2 * lanes, maddubs=maddubs, maddwd=maddwd, a_term=a_term)
     TensorIntrin.register(name, _parse(layout, _DESC[layout], fmt), _parse(layout, _IMPL[impl], fmt), override=True)
-    INTRINSICS[name] = (a, b, lanes, layout, saturating)
+    INTRINSICS[name] = (a, b, lanes, layout, saturating, a_offset)
 
 
 def register_all() -> None:
@@ -171,6 +190,7 @@ def register_all() -> None:
         _register(f"tvmq_dot_{isa}_i8i8", "int8", "int8", lanes, "pair", "maddwd")
         _register(f"tvmq_dot_{isa}_u8u8_zp", "uint8", "uint8", lanes, "pairzp", "maddwd_zp")
     _register("tvmq_dot_vnni_u8i8", "uint8", "int8", 16, "row", "vpdpbusd")
+    _register("tvmq_dot_vnni_i8i8", "int8", "int8", 16, "row", "vpdpbusd_flipped", a_offset=128)
     _register("tvmq_dot_vnni_i8u8", "int8", "uint8", 16, "row", "vpdpbusd_swapped")
     _register("tvmq_dot_sdot_i8i8", "int8", "int8", 4, "row", "sdot")
     _register("tvmq_dot_udot_u8u8", "uint8", "uint8", 4, "row", "udot")

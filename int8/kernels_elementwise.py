@@ -12,10 +12,14 @@ from .params import AddParams, RequantParams, RescaleParams
 __all__ = ["add_te", "requantize_te", "rescale_te"]
 
 
-def _bcast_index(t, out_idx):
+def _bcast_index(t, out_idx, out_shape):
+    """``t``'s index at the output index ``out_idx`` under numpy broadcasting. A dimension of 1
+    that the output has too (a batch of 1) keeps the output's variable, not 0: only then does
+    TVM see an elementwise kernel, which Relax fuses into the convolution before it."""
     nd = len(t.shape)
     idx = out_idx[len(out_idx) - nd:]
-    return [0 if int(t.shape[d]) == 1 else idx[d] for d in range(nd)]
+    out = out_shape[len(out_shape) - nd:]
+    return [0 if int(t.shape[d]) == 1 and int(out[d]) != 1 else idx[d] for d in range(nd)]
 
 
 def _xnnpack_add_te(a, b, p: AddParams):
@@ -32,8 +36,8 @@ def _xnnpack_add_te(a, b, p: AddParams):
     zo = out.zero_point
 
     def f(*idx):
-        va = a[tuple(_bcast_index(a, idx))].astype("int32")
-        vb = b[tuple(_bcast_index(b, idx))].astype("int32")
+        va = a[tuple(_bcast_index(a, idx, p.shape))].astype("int32")
+        vb = b[tuple(_bcast_index(b, idx, p.shape))].astype("int32")
         acc = tirx.const(bias, "int32") + va * ma + vb * mb
         y = tirx.shift_right(acc, tirx.const(shift, "int32"))
         y = rq.clamp_tir(y, out.qmin - zo, out.qmax - zo)
@@ -55,7 +59,7 @@ def add_te(a, b, p: AddParams):
     # (each MBQM uses its input several times) and blows up TIR simplification
     def scaled(t, z, q, s, nm):
         def f(*idx):
-            return rq.mbqm_tir((t[tuple(_bcast_index(t, idx))].astype("int32") - z) * ls, q, s)
+            return rq.mbqm_tir((t[tuple(_bcast_index(t, idx, shape))].astype("int32") - z) * ls, q, s)
 
         return te.compute(shape, f, name=nm)
 

@@ -152,6 +152,8 @@ def _dot_kernel(x, wp, bias, rest, params: DotParams, epi: Requantization, geome
     def acc_f(*idx):
         o = idx[-1]
         a = _i32(xp[(*window(*win, idx=idx[:-1]), *chan)])
+        if params.a_offset:  # the intrinsic's own form of the product (its description)
+            a = a + params.a_offset
         if params.layout == "row":
             (rc,) = chan
             w = _i32(wp[(o // lanes, *win, rc // 4, o % lanes, rc % 4)])

@@ -119,6 +119,7 @@ class DotParams:
     out_lead: Tuple[int, ...]  # output shape without the channels
     n_extra: int = 0  # operands between the bias and the requantization vectors
     conv: Optional[ConvParams] = None
+    a_offset: int = 0  # the intrinsic multiplies the activation + a_offset (:mod:`.dot`)
 
 
 @dataclass(frozen=True)

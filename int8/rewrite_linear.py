@@ -140,14 +140,14 @@ def _lower_dot(ctx: RewriteContext, layer: _Layer, x_in, epi: Requantization, te
         # the window sum covers the real input channels only (the padding to a multiple of 4
         # meets zero weights in ``acc``), so its constant counterpart must count them alone
         k_total = int(np.prod(wq.shape[:-2])) * wq.shape[-2]
-        bias_eff = layer.bias - zp_x * (bsum[:oc] + choice.cw * k_total)
+        bias_eff = layer.bias - (zp_x + choice.a_offset) * bsum[:oc] - zp_x * choice.cw * k_total
     require(np.all(np.abs(bias_eff) < 2**31), "bias overflow")
     ctx.intrinsics[choice.intrin] += 1
     for skipped in choice.skipped:
         ctx.intrinsics[f"{skipped} (could saturate)"] += 1
     out_lead = (rows,) if rows is not None else tuple(shape_of(layer.call)[:-1])
     params = DotParams(zp_x, choice.cw, choice.lanes, choice.layout, choice.intrin, oc,
-                       tuple(int(d) for d in wq.shape[:-2]), out_lead, conv=conv)
+                       tuple(int(d) for d in wq.shape[:-2]), out_lead, conv=conv, a_offset=choice.a_offset)
     extra = []
     if choice.cw:
         te_fn = conv_window_sum_te if conv is not None else dense_window_sum_te

@@ -45,15 +45,15 @@ def main() -> int:
     args = ap.parse_args()
 
     import numpy as np
-    import tvm
 
     from tvmq.model import Reference, load_model
     from tvmq.model.inputs import image_to_array, synthetic_array
     from tvmq.report.verify import rankings_agree
     from tvmq.targets import host_info, list_profiles
     from tvmq.tuner.artifact import load
-    from tvmq.tuner.compile import input_tensors
+    from tvmq.tuner.compile import input_tensors, set_threads
 
+    set_threads(args.threads[0], most=max(args.threads))  # before anything runs: the pool's size is fixed then
     host = host_info()
     flags = sorted({f for p in list_profiles() for f in p.host_flags if host.has(f)})  # what profiles ask for
     print(f"cpu: {host.model_name} ({host.logical_cores} logical), flags: {' '.join(flags)}", flush=True)
@@ -82,7 +82,7 @@ def main() -> int:
     sample = synthetic_array(tensor, args.check)
     rows = []
     for threads in args.threads:
-        tvm.get_global_func("runtime.config_threadpool")(0, int(threads))
+        set_threads(threads, most=max(args.threads))
         ref = Reference(loaded, threads)
         ref.run([sample])
         engines = {f"TFLite ({ref.interpreter}, XNNPACK)": ref.invoke}  # run() above set the input

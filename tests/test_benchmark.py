@@ -296,3 +296,24 @@ def test_run_refuses_a_model_with_other_inputs(capsys, built, model_factory):
 def test_run_bad_benchmark_options(capsys, built, option, value):
     rc, text = tvmq_run(capsys, built, "--compare-tflite", "m.tflite", option, value)
     assert rc == 2 and option in text and "Traceback" not in text
+
+
+def test_a_block_waits_until_the_other_engines_threads_stop_spinning():
+    # a thread that keeps a core busy for 0.3 s, as TVM's pool workers do after a block
+    import threading
+
+    from tvmq.stages.measure import wait_until_idle
+
+    def spin(until: float) -> None:
+        while time.perf_counter() < until:
+            pass
+
+    assert wait_until_idle(0.02) < 0.2  # nothing runs: the least pause and one window
+    worker = threading.Thread(target=spin, args=(time.perf_counter() + 0.3,))
+    worker.start()
+    waited = wait_until_idle(0.02)
+    worker.join()
+    assert 0.25 <= waited < 0.6
+    worker = threading.Thread(target=spin, args=(time.perf_counter() + 1,), daemon=True)
+    worker.start()
+    assert wait_until_idle(0.0, max_s=0.2) < 0.4  # the most it waits, whatever still runs

@@ -22,7 +22,7 @@ def test_profile_scheme_names_are_the_schemes():
 def test_every_intrinsic_is_registered(name):
     from tvm.s_tir import TensorIntrin
 
-    a, b, lanes, layout, _ = intrin.INTRINSICS[name]
+    a, b, lanes, layout, _, _ = intrin.INTRINSICS[name]
     for func in (TensorIntrin.get(name).desc, TensorIntrin.get(name).impl):
         bufs = [(tuple(int(d) for d in p.ty.shape), str(p.ty.dtype)) for p in func.params]
         a_shape, b_shape = ((4,), (lanes, 4)) if layout == "row" else ((2, 2), (2, lanes, 2))
@@ -53,15 +53,16 @@ def test_choose_takes_vpmaddubsw_only_where_it_is_exact():
     assert dot.choose("x86-64", "int8", small, 0) is None
 
 
-@pytest.mark.parametrize("scheme,a_dtype,w_dtype,zp_w,shift", [
-    ("vnni", "uint8", "uint8", 131, 128),   # uint8 weights become int8: w - 128
-    ("vnni", "int8", "int8", 0, -128),      # i8 x u8: weights + 128
-    ("sdot", "uint8", "uint8", 120, 0),     # udot takes uint8 weights as they are
-    ("sdot", "int8", "int8", 0, 0),
-    ("avx2", "int8", "int8", 0, 0),
+@pytest.mark.parametrize("scheme,a_dtype,w_dtype,zp_w,shift,intrin", [
+    ("vnni", "uint8", "uint8", 131, 128, "tvmq_dot_vnni_u8i8"),  # uint8 weights become int8: w - 128
+    ("vnni", "int8", "int8", 0, 0, "tvmq_dot_vnni_i8i8"),      # (x + 128) as u8 x int8 weights
+    ("vnni", "int8", "int8", 9, -128, "tvmq_dot_vnni_i8u8"),   # w - 9 leaves int8: i8 x (w + 128)
+    ("sdot", "uint8", "uint8", 120, 0, "tvmq_dot_udot_u8u8"),  # udot takes uint8 weights as they are
+    ("sdot", "int8", "int8", 0, 0, "tvmq_dot_sdot_i8i8"),
+    ("avx2", "int8", "int8", 0, 0, "tvmq_dot_avx2_i8i8"),
 ])
-def test_accumulator_algebra_is_exact(scheme, a_dtype, w_dtype, zp_w, shift):
-    """dot(x, B) + cw * sum(x) - zp_x * (sum(B) + cw * K) == sum((x - zp_x) * (w - zp_w)),
+def test_accumulator_algebra_is_exact(scheme, a_dtype, w_dtype, zp_w, shift, intrin):
+    """dot(x + t, B) + cw * sum(x) - (zp_x + t) * sum(B) - zp_x * cw * K == sum((x - zp_x) * (w - zp_w)),
     with the weights packed and unpacked again by the intrinsic's layout."""
     rng = np.random.default_rng(1)
     info_a, info_w = np.iinfo(a_dtype), np.iinfo(w_dtype)
@@ -70,10 +71,10 @@ def test_accumulator_algebra_is_exact(scheme, a_dtype, w_dtype, zp_w, shift):
     w = rng.integers(info_w.min, info_w.max + 1, (k, oc)).astype(w_dtype)
     zp_x = int(rng.integers(info_a.min, info_a.max + 1))
     choice = dot.choose(scheme, a_dtype, w, zp_w)
-    assert choice.shift == shift and choice.cw == shift - zp_w
+    assert choice.intrin == intrin and choice.shift == shift and choice.cw == shift - zp_w
     packed, bsum = dot.pack(choice, w)
     assert packed.dtype == np.dtype(choice.b_dtype)
-    lanes, kp = choice.lanes, k + (-k % 4)
+    kp = k + (-k % 4)
     # unpack: (OC/L, K/4, L, 4) or (OC/L, K/4, 2, L, 2) -> (Kp, OCp)
     if choice.layout == "row":
         b = packed.transpose(1, 3, 0, 2).reshape(kp, -1)
@@ -82,6 +83,7 @@ def test_accumulator_algebra_is_exact(scheme, a_dtype, w_dtype, zp_w, shift):
     np.testing.assert_array_equal(b[:k, :oc], w.astype(np.int64) - shift)
     assert not b[k:].any() and not b[:, oc:].any()
     xp = np.pad(x, ((0, 0), (0, kp - k)), constant_values=zp_x)
-    ours = xp @ b[:, :oc] + choice.cw * xp.sum(1, keepdims=True) - zp_x * (bsum[:oc] + choice.cw * kp)
+    t = choice.a_offset
+    ours = (xp + t) @ b[:, :oc] + choice.cw * xp.sum(1, keepdims=True) - (zp_x + t) * bsum[:oc] - zp_x * choice.cw * kp
     ref = (x - zp_x) @ (w.astype(np.int64) - zp_w)
     np.testing.assert_array_equal(ours, ref)

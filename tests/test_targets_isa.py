@@ -126,8 +126,11 @@ def test_registered_vnni_intrin_is_broken_on_llvm22():
     import tvm
     from tvm.target.codegen import llvm_version_major
 
+    from tvmq.tuner.tensor_intrinsics import import_tensor_intrinsics
+
     if llvm_version_major() < 22:
         pytest.skip("only LLVM >= 22 declares vpdpbusd.512 with <64 x i8> operands")
+    import_tensor_intrinsics()  # TVM's own, dot_16x4_vnni among them (not only when another test did)
     func, _ = _packed_matmul("uint8", 16)
     mod = _tensorized(func, 16, "dot_16x4_vnni")
     with pytest.raises(Exception, match="does not match function signature"):

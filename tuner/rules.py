@@ -224,7 +224,8 @@ def _has_dot_block(sch) -> bool:
     return any(DOT_ANNOTATION in sch.get(b).annotations for b in _all_blocks(sch))
 
 
-def _has_dot(func) -> bool:
+def has_dot(func) -> bool:
+    """Whether the PrimFunc ``func`` holds a block annotated for an int8 dot-product intrinsic."""
     import tvm
     from tvm.s_tir import Schedule
 
@@ -241,7 +242,7 @@ def schedule_unscheduled(lowered, target, seed: int = 0, only_dots: bool = False
 
     funcs, done = {}, 0
     for gv, func in lowered.functions_items():
-        if isinstance(func, tvm.tirx.PrimFunc) and not _is_scheduled(func) and (not only_dots or _has_dot(func)):
+        if isinstance(func, tvm.tirx.PrimFunc) and not _is_scheduled(func) and (not only_dots or has_dot(func)):
             point = design_space_point(func, target, seed)
             if point is not None:
                 func = point.with_attr("tirx.is_scheduled", True)
@@ -251,5 +252,5 @@ def schedule_unscheduled(lowered, target, seed: int = 0, only_dots: bool = False
 
 
 __all__ = ["DOT_ANNOTATION", "ComputeLocationOutsideDots", "RequireTensorized", "TensorizeAnnotatedDot",
-           "UnrollAroundTensorized", "design_space_point", "design_space_schedule",
+           "UnrollAroundTensorized", "design_space_point", "design_space_schedule", "has_dot",
            "postprocs", "schedule_rules", "schedule_unscheduled", "space_generator"]

@@ -28,6 +28,7 @@ class TaskInfo:
     name: str
     weight: int
     flops: float
+    has_dot: bool = False  # holds an int8 dot product: untuned, MetaSchedule's first design-space point, not naive loops
     in_db: bool = False
     db_best_ms: float | None = None
     untuned_ms: float | None = None  # the unscheduled kernel, measured only when asked (TuneConfig.measure_untuned)
@@ -119,7 +120,10 @@ def task_flops(task) -> float:
 def describe(tasks, database=None, target=None, module_equality: str = DEFAULT_MODULE_EQUALITY,
              session_id: int | None = None) -> list[TaskInfo]:
     """One TaskInfo per extracted task, with what the database already holds for this target."""
-    infos = [TaskInfo(i, t.task_name, int(t.weight), task_flops(t)) for i, t in enumerate(tasks)]
+    from .rules import has_dot
+
+    infos = [TaskInfo(i, t.task_name, int(t.weight), task_flops(t), has_dot(t.dispatched[0]["main"]))
+             for i, t in enumerate(tasks)]
     if database is not None and tasks:
         summaries = database.summarize([t.dispatched[0] for t in tasks], target, module_equality=module_equality)
         for info, s in zip(infos, summaries):

@@ -27,7 +27,10 @@ from .steps import Steps
 CLOCK = "time.perf_counter"
 MIN_BLOCK_S = 0.2  # a block lasts at least this long (less when the whole budget is smaller)
 HARD_CAP_S = 30.0  # the measurement ends after max(this, 4 x the time asked per engine), minimums met or not
-SETTLE_S = 0.05  # the pause before each block (see alternate_blocks)
+SETTLE_S = 0.05  # the least pause before each block (see alternate_blocks)
+MAX_SETTLE_S = 1.0  # the most: a block starts then, whatever still runs
+IDLE_SHARE = 0.1  # the process's threads are idle below this share of a core...
+IDLE_WINDOW_S = 0.01  # ...over this long
 
 
 def runnable(executable, lib: Path | None, where: TargetOptions):
@@ -99,6 +102,7 @@ class BlockPlan:
     max_total_s: float = HARD_CAP_S
     warmup_runs: int = 2
     settle_s: float = SETTLE_S
+    max_settle_s: float = MAX_SETTLE_S
 
     @classmethod
     def for_options(cls, measurement: MeasurementOptions, share: float = 1.0) -> BlockPlan:
@@ -142,14 +146,37 @@ def time_block(call: Callable[[], object], min_runs: int, min_s: float) -> list[
     return times
 
 
+def wait_until_idle(min_s: float, max_s: float = MAX_SETTLE_S, window_s: float = IDLE_WINDOW_S,
+                    share: float = IDLE_SHARE) -> float:
+    """Sleep ``min_s``, then on until this process's other threads use less than ``share`` of a core
+    over ``window_s`` (its CPU time, every thread's, grows by less while this one sleeps), at most
+    ``max_s`` in all; the seconds waited.
+
+    TVM's pool workers spin after their last task (300,000 ``sched_yield`` calls, TVM's default
+    ``TVM_THREAD_POOL_SPIN_COUNT``): 150-190 ms of a core on a 2-vCPU Zen 4 after a block of
+    mobilenet_v2 runs, where XNNPACK's threads stop within 10 ms. A fixed 50 ms pause left TFLite's
+    next block sharing a core with them: 4.8 ms where it takes 2.1 ms alone at 2 threads."""
+    clock = time.perf_counter
+    began = clock()
+    if min_s > 0:
+        time.sleep(min_s)
+    while clock() - began < max_s:
+        cpu, wall = time.process_time(), clock()
+        time.sleep(window_s)
+        if time.process_time() - cpu < share * (clock() - wall):
+            break
+    return clock() - began
+
+
 def alternate_blocks(engines: Mapping[str, Callable[[], object]], plan: BlockPlan) -> TimedBlocks:
     """Time each engine (a call of one inference, inputs already set) in alternating blocks:
     ``plan.warmup_runs`` untimed runs each, then rounds of one block per engine, the order
     reversed every other round, until ``plan`` is satisfied.
 
-    Each block starts ``plan.settle_s`` after the previous one ended: TVM's and XNNPACK's worker
-    threads spin for a while after a parallel job before they sleep, and a block of the other
-    engine run in that while would compete with them for the cores."""
+    Each block starts at least ``plan.settle_s`` after the previous one ended, and only once the
+    process's threads are idle (:func:`wait_until_idle`, at most ``plan.max_settle_s``): TVM's and
+    XNNPACK's worker threads spin for a while after a parallel job before they sleep, and a block
+    of the other engine run in that while would compete with them for the cores."""
     started = time.perf_counter()
     names = list(engines)
     for name in names:
@@ -159,7 +186,7 @@ def alternate_blocks(engines: Mapping[str, Callable[[], object]], plan: BlockPla
     rounds, capped = 0, False
     while True:
         for name in names if rounds % 2 == 0 else reversed(names):
-            time.sleep(plan.settle_s)
+            wait_until_idle(plan.settle_s, max(plan.settle_s, plan.max_settle_s))
             runs[name].append(time_block(engines[name], plan.block_runs, plan.min_block_s))
         rounds += 1
         if (plan.max_blocks is not None and rounds >= plan.max_blocks) or _enough(runs, rounds, plan):
@@ -245,4 +272,4 @@ def benchmark_untuned(build, arrays, measurement: MeasurementOptions) -> Latency
 
 __all__ = ["BlockPlan", "TimedBlocks", "Verification", "alternate_blocks", "benchmark", "benchmark_remote",
            "benchmark_untuned", "compare_engines", "runnable", "same_inputs", "time_block", "verification_reference",
-           "verify"]
+           "verify", "wait_until_idle"]
