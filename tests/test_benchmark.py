@@ -299,21 +299,16 @@ def test_run_bad_benchmark_options(capsys, built, option, value):
 
 
 def test_a_block_waits_until_the_other_engines_threads_stop_spinning():
-    # a thread that keeps a core busy for 0.3 s, as TVM's pool workers do after a block
-    import threading
-
+    # the process's CPU time as it grows while another thread keeps a core busy until ``until``
+    # (TVM's pool workers after a block): deterministic, whatever else the machine runs
     from tvmq.stages.measure import wait_until_idle
 
-    def spin(until: float) -> None:
-        while time.perf_counter() < until:
-            pass
+    def busy_until(until: float):
+        start = time.perf_counter()
+        return lambda: min(time.perf_counter(), until) - start
 
-    assert wait_until_idle(0.02) < 0.2  # nothing runs: the least pause and one window
-    worker = threading.Thread(target=spin, args=(time.perf_counter() + 0.3,))
-    worker.start()
-    waited = wait_until_idle(0.02)
-    worker.join()
-    assert 0.25 <= waited < 0.6
-    worker = threading.Thread(target=spin, args=(time.perf_counter() + 1,), daemon=True)
-    worker.start()
-    assert wait_until_idle(0.0, max_s=0.2) < 0.4  # the most it waits, whatever still runs
+    assert wait_until_idle(0.02, cpu_clock=busy_until(0.0)) < 0.2  # idle: the least pause and a window
+    began = time.perf_counter()
+    waited = wait_until_idle(0.02, cpu_clock=busy_until(began + 0.3))
+    assert 0.29 <= waited < 1.0
+    assert wait_until_idle(0.0, max_s=0.2, cpu_clock=busy_until(time.perf_counter() + 5)) < 0.4  # the most it waits

@@ -147,10 +147,11 @@ def time_block(call: Callable[[], object], min_runs: int, min_s: float) -> list[
 
 
 def wait_until_idle(min_s: float, max_s: float = MAX_SETTLE_S, window_s: float = IDLE_WINDOW_S,
-                    share: float = IDLE_SHARE) -> float:
+                    share: float = IDLE_SHARE, cpu_clock: Callable[[], float] = time.process_time) -> float:
     """Sleep ``min_s``, then on until this process's other threads use less than ``share`` of a core
     over ``window_s`` (its CPU time, every thread's, grows by less while this one sleeps), at most
-    ``max_s`` in all; the seconds waited.
+    ``max_s`` in all (``min_s`` when that is longer); the seconds waited. ``cpu_clock``: the
+    process's CPU seconds (a test gives its own).
 
     TVM's pool workers spin after their last task (300,000 ``sched_yield`` calls, TVM's default
     ``TVM_THREAD_POOL_SPIN_COUNT``): 150-190 ms of a core on a 2-vCPU Zen 4 after a block of
@@ -161,9 +162,9 @@ def wait_until_idle(min_s: float, max_s: float = MAX_SETTLE_S, window_s: float =
     if min_s > 0:
         time.sleep(min_s)
     while clock() - began < max_s:
-        cpu, wall = time.process_time(), clock()
+        cpu, wall = cpu_clock(), clock()
         time.sleep(window_s)
-        if time.process_time() - cpu < share * (clock() - wall):
+        if cpu_clock() - cpu < share * (clock() - wall):
             break
     return clock() - began
 
