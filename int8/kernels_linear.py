@@ -6,7 +6,7 @@ from __future__ import annotations
 from tvm import te, tirx, topi
 
 from . import requant as rq
-from .params import ConvParams, DotParams, LinearParams, Requantization
+from .params import DEPTHWISE_RULE, ConvParams, DotParams, LinearParams, Requantization
 
 __all__ = ["conv2d_dot_te", "conv2d_te", "conv_window_sum_te", "dense_dot_te", "dense_te", "dense_window_sum_te"]
 
@@ -51,7 +51,10 @@ def conv2d_te(x, w, bias, *tens, params: LinearParams, epi: Requantization):
         xp = x
     rh = te.reduce_axis((0, kh), "rh")
     rw = te.reduce_axis((0, kw), "rw")
-    rc = te.reduce_axis((0, icg), "rc")
+    # depthwise (one input channel per group): no channel reduction at all, so that the block's
+    # channel loop is spatial and vectorizable
+    rc = te.reduce_axis((0, icg), "rc") if icg > 1 else 0
+    axes = [rh, rw, rc] if icg > 1 else [rh, rw]
 
     def cin(o):
         return rc if groups == 1 else (o // ocg) * icg + rc
@@ -64,8 +67,9 @@ def conv2d_te(x, w, bias, *tens, params: LinearParams, epi: Requantization):
             return (_i32(xp[b, i * sh + rh * dh, j * sw + rw * dw, cin(o)]) - zp_x) * (
                 _i32(w[rh, rw, rc, o]) - zp_w)
 
-    acc = te.compute((n, oh, ow, oc), lambda b, i, j, o: te.sum(term(b, i, j, o), axis=[rh, rw, rc]),
-                     name="acc")
+    depthwise = icg == 1 and ocg == 1  # MetaSchedule schedules it with tvmq's depthwise rule
+    acc = te.compute((n, oh, ow, oc), lambda b, i, j, o: te.sum(term(b, i, j, o), axis=axes),
+                     name="acc", attrs={"schedule_rule": DEPTHWISE_RULE} if depthwise else None)
     return te.compute((n, oh, ow, oc), lambda b, i, j, o: _epilogue_expr(acc[b, i, j, o] + bias[o], o, epi, tens),
                       name="requant")
 

@@ -13,9 +13,13 @@ import numpy as np
 
 from . import requant as rq
 
-__all__ = ["INT_RANGES", "AddParams", "ConvParams", "DotParams", "LinearParams", "MeanParams", "OutputQuant",
-           "PoolParams", "QuantParams", "RequantParams", "Requantization"]
+__all__ = ["DEPTHWISE_RULE", "INT_RANGES", "AddParams", "ConvParams", "DotParams", "LinearParams", "MeanParams",
+           "OutputQuant", "PoolParams", "QuantParams", "RequantParams", "Requantization"]
 
+# The MetaSchedule custom schedule rule (:mod:`tvmq.tuner.depthwise`, registered for each target key
+# as ``s_tir.meta_schedule.<key>.<name>``) that the accumulation block of a depthwise convolution
+# names in its ``schedule_rule`` annotation.
+DEPTHWISE_RULE = "tvmq_depthwise_nhwc"
 # dtype -> (min, max): the only copy (the lowering, the dot-product choices and packing read it)
 INT_RANGES = {"uint8": (0, 255), "int8": (-128, 127), "int16": (-32768, 32767)}
 

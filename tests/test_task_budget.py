@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tvmq.tuner.scheduler import budget_tasks
+from tvmq.tuner.scheduler import budget_tasks, round_size
 
 # an int8 mobilenet_v2 in miniature: a few convolutions, many near-free adds and requantizes
 IDS = [10, 11, 12, 13, 14, 15, 16, 17]
@@ -32,3 +32,13 @@ def test_dropping_stops_at_two_percent_of_the_time():
 def test_a_budget_below_one_round_each_goes_to_the_costliest():
     assert budget_tasks(IDS, COSTS, trials=32, per_iter=16) == [12, 14]
     assert budget_tasks(IDS, COSTS, trials=3, per_iter=16) == [12], "never nothing"
+
+
+def test_round_size_halves_when_the_search_cannot_reach_every_task():
+    assert round_size(10, trials=10 * 32, budget_s=None) == 32, "enough trials: full rounds"
+    assert round_size(11, trials=10 * 32, budget_s=None) == 16, "one task short: half rounds"
+    # the default 3 minutes on the built-in model's 32 tasks: ~414 trials, not the 1024 of full rounds
+    assert round_size(32, trials=100_000, budget_s=180) == 16
+    assert round_size(32, trials=100_000, budget_s=600) == 32, "10 minutes reach every task with full rounds"
+    assert round_size(1, trials=8, budget_s=None) == 8, "never more than the trials"
+    assert round_size(5, trials=64, budget_s=None, largest=4) == 4

@@ -187,6 +187,8 @@ def space_generator() -> ms.space_generator.PostOrderApply:
     """A fresh design-space generator (one per tuning task: MetaSchedule clones it anyway).
     Its ``TuneContext`` imports TVM's tensor intrinsics: done here first, the fast way."""
     import_tensor_intrinsics()
+    from . import depthwise  # noqa: F401 - registers the depthwise rule the int8 kernels name
+
     return ms.space_generator.PostOrderApply(sch_rules=schedule_rules(), postprocs=postprocs(),
                                              mutator_probs="llvm")
 

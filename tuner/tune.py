@@ -28,7 +28,7 @@ from tvmq.errors import Interrupted, TvmqError
 from tvmq.files import native_stderr_to
 
 from .rules import space_generator
-from .scheduler import EagerGradientScheduler, budget_tasks, median_ms
+from .scheduler import EagerGradientScheduler, budget_tasks, median_ms, round_size
 from .tasks import DEFAULT_MODULE_EQUALITY, TaskInfo, describe
 from .warmstart import warm_start
 
@@ -38,7 +38,8 @@ class TuneConfig:
     trials: int
     trials_per_task: int | None = None
     seed: int = 0
-    num_trials_per_iter: int = 32  # candidates measured per round of one task (16: ~20% fewer trials/min on 2 cores)
+    num_trials_per_iter: int = 32  # candidates per round of one task, at most (scheduler.round_size halves it for
+    # a search too short to give every task a round)
     population: int = 128  # evolutionary search population (MetaSchedule's default 512 costs
     # ~25 s of search per round on 2 cores; 128 costs ~7 s for the same 16 measured candidates)
     patience: int | None = None  # trials without a 1% gain before a task stops; None: 2 rounds
@@ -368,7 +369,7 @@ def tune(tasks, target, records: Records, config: TuneConfig, console: Console |
                         info.untuned_ms = v
                 result.curve.append({"trials": 0, "estimated_ms": result.estimated_ms("tuned"),
                                      "elapsed_s": round(time.perf_counter() - start, 2)})
-            per_iter = max(1, min(config.num_trials_per_iter, config.trials))
+            per_iter = round_size(len(selected), config.trials, config.budget_s, config.num_trials_per_iter)
             selected = budget_tasks(selected, [_untuned_cost(infos[i]) for i in selected], config.trials, per_iter)
             patience = config.patience or max(32, 3 * per_iter)
             ctxs, weights = tune_contexts([tasks[i] for i in selected], config.work_dir, config.seed, config.threads,

@@ -1,0 +1,167 @@
+"""The depthwise convolutions' own design space (:mod:`tvmq.tuner.depthwise`): what MetaSchedule
+is given for them, that every point of it computes what the plain loops compute, and that the
+search can replay it with other sampled tiles."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="module")
+def depthwise_funcs():
+    """The built-in int8 model's depthwise kernels for this host (they run here), by name, and the
+    target."""
+    import tvm
+
+    from tvmq.model import inspect_model, load_model
+    from tvmq.options import CodegenOptions
+    from tvmq.stages import Steps, lower, prepare
+    from tvmq.targets import resolve_target
+
+    loaded = load_model("builtin:mobilenet_v2_0.35_96")
+    profile, _ = resolve_target("native", num_cores=2)
+    quiet = Steps.quiet()
+    prepared = prepare(loaded, inspect_model(loaded), profile, CodegenOptions(int8=True, requant="xnnpack"), quiet)
+    target = profile.tvm_target(2)
+    lowered = lower(prepared, target, quiet)
+    funcs = {gv.name_hint: f for gv, f in lowered.mod.functions_items()
+             if isinstance(f, tvm.tirx.PrimFunc) and "depthwise" in gv.name_hint}
+    return funcs, target
+
+
+def _schedule_of(func):
+    import tvm
+    from tvm.s_tir import Schedule
+
+    return Schedule(tvm.IRModule({"main": func}))
+
+
+def _by_shape(funcs, stride: int, smallest: bool):
+    """A depthwise kernel of the given stride: the one with the fewest (or most) outputs."""
+    picked = []
+    for name, func in funcs.items():
+        sch = _schedule_of(func)
+        acc = sch.get_sblock("acc")
+        _, oh, ow, c = (int(sch.get(loop).extent) for loop in sch.get_loops(acc)[:4])
+        if round(_input_height(func) / oh) == stride:
+            picked.append((oh * ow * c, name))
+    picked.sort()
+    return funcs[picked[0 if smallest else -1][1]]
+
+
+def _input_height(func) -> int:
+    from tvm.s_tir import meta_schedule as ms
+
+    return int(ms.arg_info.ArgInfo.from_prim_func(func)[0].shape[1])
+
+
+def _arrays(func, seed: int = 0) -> list[np.ndarray]:
+    from tvm.s_tir import meta_schedule as ms
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for info in ms.arg_info.ArgInfo.from_prim_func(func):
+        shape, dtype = [int(s) for s in info.shape], str(info.dtype)
+        if dtype == "float32":
+            out.append(rng.uniform(1e-3, 1e-2, shape).astype(dtype))
+        elif dtype == "int32":
+            out.append(rng.integers(-3000, 3000, shape).astype(dtype))
+        else:
+            info_ = np.iinfo(dtype)
+            out.append(rng.integers(info_.min, info_.max + 1, shape).astype(dtype))
+    return out
+
+
+def _run(func, target, arrays) -> np.ndarray:
+    import tvm
+
+    with target:
+        lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=target)
+    tensors = [tvm.runtime.tensor(a.copy()) for a in arrays]
+    lib["main"](*tensors)
+    return tensors[-1].numpy()
+
+
+def _loop_kinds_around(sch, block_name: str) -> list:
+    return [sch.get(loop).kind for loop in sch.get_loops(sch.get_sblock(block_name))]
+
+
+def test_every_depthwise_kernel_asks_for_the_rule_and_reduces_only_the_window(depthwise_funcs):
+    from tvmq.int8.params import DEPTHWISE_RULE
+
+    funcs, _ = depthwise_funcs
+    assert len(funcs) >= 5
+    for name, func in funcs.items():
+        sch = _schedule_of(func)
+        acc = sch.get_sblock("acc")
+        assert str(sch.get(acc).annotations.get("schedule_rule")) == DEPTHWISE_RULE, name
+        # (b, i, j, o, rh, rw): the channel loop is spatial, no reduction over one input channel
+        assert len(sch.get_loops(acc)) == 6, name
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_every_sketch_is_vectorized_over_channels_and_exact(depthwise_funcs, stride):
+    import tvm
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.tirx.stmt import ForKind
+
+    from tvmq.tuner.rules import space_generator
+
+    funcs, target = depthwise_funcs
+    func = _by_shape(funcs, stride, smallest=False)
+    arrays = _arrays(func)
+    expected = _run(func, target, arrays)
+    seen_parallel = set()
+    for seed in (0, 1):
+        ctx = ms.TuneContext(mod=tvm.IRModule({"main": func}), target=target, space_generator=space_generator(),
+                             rand_state=seed, num_threads=1)
+        sketches = list(ctx.space_generator.generate_design_space(ctx.mod))
+        assert len(sketches) >= 2
+        for sch in sketches:
+            assert all(p.apply(sch) for p in ctx.space_generator.postprocs)
+            kinds = _loop_kinds_around(sch, "acc_update")
+            assert kinds[-1] == ForKind.VECTORIZED, kinds  # the channels, in one vector
+            parallel = ForKind.PARALLEL in kinds
+            seen_parallel.add(parallel)
+            np.testing.assert_array_equal(_run(sch.mod["main"], target, arrays), expected)
+    assert seen_parallel == {True, False}, "a serial sketch for small layers, and a parallel one"
+
+
+def test_the_search_replays_the_sketches_with_other_tiles(depthwise_funcs, tmp_path):
+    """MetaSchedule's evolutionary search replays a sketch's trace with mutated tile sizes: every
+    loop lookup must find as many loops (a unit loop dropped once failed the whole tuning run)."""
+    import logging
+
+    import tvm
+    from tvm.s_tir import Schedule
+    from tvm.s_tir import meta_schedule as ms
+
+    from tvmq.tuner.builder import PersistentBuilder
+    from tvmq.tuner.rules import space_generator
+    from tvmq.tuner.runner import make_local_runner
+
+    funcs, target = depthwise_funcs
+    func = _by_shape(funcs, 1, smallest=True)
+    # a context of its own (MetaSchedule's tune_tir sets up file loggers that other tests' runs break)
+    logger = logging.getLogger("tvmq.tests.depthwise")
+    logger.addHandler(logging.NullHandler())
+    ctx = ms.TuneContext(mod=tvm.IRModule({"main": func}), target=target, space_generator=space_generator(),
+                         search_strategy=ms.search_strategy.EvolutionarySearch(
+                             population_size=32, init_min_unmeasured=8, genetic_num_iters=2),
+                         task_name="depthwise", logger=logger, rand_state=0, num_threads=1)
+    builder = PersistentBuilder(max_workers=1)
+    try:
+        database = ms.tune_tasks(tasks=[ctx], task_weights=[1.0], work_dir=str(tmp_path), max_trials_global=16,
+                                 num_trials_per_iter=8, builder=builder, runner=make_local_runner(),
+                                 database=ms.database.MemoryDatabase(), cost_model="random",
+                                 task_scheduler="round-robin")
+    finally:
+        builder.shutdown()
+    measured = [r for r in database.get_all_tuning_records() if r.run_secs]
+    assert len(measured) >= 12
+    best = min(measured, key=lambda r: float(np.mean([float(s) for s in r.run_secs])))
+    sch = Schedule(tvm.IRModule({"main": func}))
+    best.trace.apply_to_schedule(sch, remove_postproc=False)
+    arrays = _arrays(func, seed=1)
+    np.testing.assert_array_equal(_run(sch.mod["main"], target, arrays), _run(func, target, arrays))
