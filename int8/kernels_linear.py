@@ -6,9 +6,10 @@ from __future__ import annotations
 from tvm import te, tirx, topi
 
 from . import requant as rq
-from .params import DEPTHWISE_RULE, ConvParams, DotParams, LinearParams, Requantization
+from .params import DEPTHWISE_RULE, ConvParams, DotParams, LinearParams, MatmulParams, Requantization
 
-__all__ = ["conv2d_dot_te", "conv2d_te", "conv_window_sum_te", "dense_dot_te", "dense_te", "dense_window_sum_te"]
+__all__ = ["batch_matmul_te", "conv2d_dot_te", "conv2d_te", "conv_window_sum_te", "dense_dot_te", "dense_te",
+           "dense_window_sum_te"]
 
 
 def _i32(e):
@@ -86,6 +87,29 @@ def dense_te(x, w, bias, *tens, params: LinearParams, epi: Requantization):
         acc = te.compute((m, oc), lambda i, o: te.sum((_i32(x[i, rk]) - zp_x) * (_i32(w[rk, o]) - zp_w), axis=rk),
                          name="acc")
     return te.compute((m, oc), lambda i, o: _epilogue_expr(acc[i, o] + bias[o], o, epi, tens), name="requant")
+
+
+def batch_matmul_te(a, b, *, params: MatmulParams, epi: Requantization):
+    """Two activations multiplied: ``sum((a - zp_a) * (b - zp_b))`` over K in int32 for every
+    ``(..., m, n)`` of ``params.out_shape``, each input read through its transposition and
+    broadcast over the batch dimensions (a dimension of 1 repeats), then the requantization."""
+    k = int(a.shape[-2] if params.adj_a else a.shape[-1])
+    rk = te.reduce_axis((0, k), "rk")
+
+    def read(x, out_lead, row, col, adj):
+        """``x[..., row, col]`` (``[..., col, row]`` when ``adj``) at the output's batch index."""
+        n_lead = len(x.shape) - 2
+        lead = [i if int(d) > 1 else 0 for i, d in zip(out_lead[len(out_lead) - n_lead:], x.shape[:-2])]
+        return _i32(x[(*lead, col, row) if adj else (*lead, row, col)])
+
+    def acc_at(*idx):
+        *lead, i, j = idx
+        a_ik = read(a, lead, i, rk, params.adj_a) - params.zp_a
+        b_kj = read(b, lead, rk, j, params.adj_b) - params.zp_b
+        return te.sum(a_ik * b_kj, axis=rk)
+
+    acc = te.compute(tuple(params.out_shape), acc_at, name="acc")
+    return te.compute(tuple(params.out_shape), lambda *idx: _epilogue_expr(acc[idx], 0, epi, ()), name="requant")
 
 
 # ---------------------------------------------------------------------------------- packed weights

@@ -13,8 +13,8 @@ import numpy as np
 
 from . import requant as rq
 
-__all__ = ["DEPTHWISE_RULE", "INT_RANGES", "AddParams", "ConvParams", "DotParams", "LinearParams", "MeanParams",
-           "OutputQuant", "PoolParams", "QuantParams", "RequantParams", "Requantization"]
+__all__ = ["DEPTHWISE_RULE", "INT_RANGES", "AddParams", "ConvParams", "DotParams", "LinearParams", "MatmulParams",
+           "MeanParams", "OutputQuant", "PoolParams", "QuantParams", "RequantParams", "Requantization"]
 
 # The MetaSchedule custom schedule rule (:mod:`tvmq.tuner.depthwise`, registered for each target key
 # as ``s_tir.meta_schedule.<key>.<name>``) that the accumulation block of a depthwise convolution
@@ -107,6 +107,19 @@ class LinearParams:
     zp_w: int
     symmetric: bool
     conv: Optional[ConvParams] = None
+
+
+@dataclass(frozen=True)
+class MatmulParams:
+    """A product of two activations ``(..., M, K) x (..., K, N)`` (TFLite's BATCH_MATMUL): their
+    zero points, whether each is read transposed (``adj_x`` / ``adj_y``: its last two axes
+    swapped) and the output's shape, whose batch dimensions the inputs broadcast to."""
+
+    zp_a: int
+    zp_b: int
+    adj_a: bool
+    adj_b: bool
+    out_shape: Tuple[int, ...]
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,9 @@ from tvm import relax
 
 from . import dot
 from . import requant as rq
-from .kernels_linear import conv2d_dot_te, conv2d_te, conv_window_sum_te, dense_dot_te, dense_te, dense_window_sum_te
-from .params import ConvParams, DotParams, LinearParams, OutputQuant, QuantParams, Requantization
+from .kernels_linear import (batch_matmul_te, conv2d_dot_te, conv2d_te, conv_window_sum_te, dense_dot_te, dense_te,
+                             dense_window_sum_te)
+from .params import ConvParams, DotParams, LinearParams, MatmulParams, OutputQuant, QuantParams, Requantization
 from .patterns import RewriteContext, per_channel, register_int8, require, shape_of
 
 __all__ = ["conv2d", "matmul"]
@@ -69,7 +70,11 @@ def conv2d(ctx: RewriteContext, f: relax.Call, out: OutputQuant, bias: Optional[
 @register_int8("relax.matmul", kind="dense", bias=True)
 def matmul(ctx: RewriteContext, f: relax.Call, out: OutputQuant, bias: Optional[np.ndarray] = None):
     """A fully connected layer: ``(..., K) x (K, OC)``; leading dimensions (TFLite's keep_num_dims,
-    or a 4-D input the importer did not flatten) are folded into the rows and restored after."""
+    or a 4-D input the importer did not flatten) are folded into the rows and restored after.
+    Two activations multiplied (TFLite's BATCH_MATMUL) are :func:`_batch_matmul`."""
+    if _activation(ctx, f.args[1]) is not None:
+        require(bias is None, "bias on a product of activations")
+        return _batch_matmul(ctx, f, out)
     x, xq = ctx.graph.deq_act(f.args[0])
     wq, ws, wz = _weights(ctx, f)
     require(wq.ndim == 2 and len(shape_of(x)) >= 2, "dense rank")
@@ -80,6 +85,43 @@ def matmul(ctx: RewriteContext, f: relax.Call, out: OutputQuant, bias: Optional[
     x_in = ctx.builder.emit(relax.op.reshape(ctx.remap(x), [rows, int(shape_of(x)[-1])]))
     y = ctx.builder.emit(_lower_linear(ctx, layer, out, x_in=x_in, rows=rows))
     return relax.op.reshape(y, [int(d) for d in shape_of(f)])
+
+
+def _activation(ctx: RewriteContext, expr):
+    """``(x, QuantParams, adj)`` when ``expr`` is a dequantized activation, ``adj`` when it is
+    seen through a swap of its last two axes (the importer's adj_x / adj_y); None for anything
+    else (a constant weight)."""
+    adj = False
+    swap = ctx.graph.call(expr, "relax.permute_dims")
+    if swap is not None:
+        rank = len(shape_of(swap))
+        axes = None if swap.attrs.axes is None else [int(a) for a in swap.attrs.axes]
+        if rank < 2 or axes != list(range(rank - 2)) + [rank - 1, rank - 2]:
+            return None
+        expr, adj = swap.args[0], True
+    if ctx.graph.call(expr, "relax.dequantize") is None or ctx.graph.is_const_deq(expr):
+        return None
+    x, xq = ctx.graph.deq_act(expr)
+    return x, xq, adj
+
+
+def _batch_matmul(ctx: RewriteContext, f: relax.Call, out: OutputQuant):
+    """``(..., M, K) x (..., K, N)`` of two int8 activations as TFLite computes BATCH_MATMUL: the
+    product of ``a - zp_a`` and ``b - zp_b`` in int32, then TFLite's fixed-point multiplier of
+    ``float(s_a * s_b) / s_out``, in both modes: the XNNPACK delegate declines the node and
+    LiteRT runs its own kernel (its reference, optimized and delegated runs agree)."""
+    a = _activation(ctx, f.args[0])
+    b = _activation(ctx, f.args[1])
+    require(a is not None and b is not None, "matmul operands")
+    (xa, qa, adj_a), (xb, qb, adj_b) = a, b
+    require(qa.dtype == qb.dtype == out.dtype == "int8", "batch matmul dtype")
+    k = shape_of(xa)[-2 if adj_a else -1]
+    require(k == shape_of(xb)[-1 if adj_b else -2], "matmul depth")
+    require(k * 255 * 255 < 2**31, "accumulator overflow")
+    q, shift = rq.linear_multipliers(qa.scale, [qb.scale], out.scale, float_product=True)
+    epi = Requantization("tflite", out.zero_point, out.qmin, out.qmax, out.dtype, q=int(q[0]), shift=int(shift[0]))
+    params = MatmulParams(qa.zero_point, qb.zero_point, adj_a, adj_b, tuple(shape_of(f)))
+    return ctx.call_te(batch_matmul_te, ctx.remap(xa), ctx.remap(xb), params=params, epi=epi, name="int8_batch_matmul")
 
 
 def _weights(ctx: RewriteContext, f: relax.Call):

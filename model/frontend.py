@@ -10,7 +10,8 @@ with those operators allowed, where the frontend's converter for them already ke
 quantization right (padding with the zero point, same parameters on both sides), and with the
 fixes they need (ARG_MAX's output type, EXPAND_DIMS, SQUEEZE, REVERSE_V2 and
 RESIZE_NEAREST_NEIGHBOR as TFLite computes them), and PRELU and BATCH_MATMUL, which TVM refuses
-quantized, in the QDQ form (dequantize, the float op, quantize). It plugs into ``from_tflite(op_converter=...)``.
+quantized, in the QDQ form (dequantize, the float op, quantize; the integer lowering turns an int8
+BATCH_MATMUL into TFLite's integer kernel). It plugs into ``from_tflite(op_converter=...)``.
 """
 
 from __future__ import annotations

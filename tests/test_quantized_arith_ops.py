@@ -256,8 +256,8 @@ _PER_CASE = {
     "fc_keep_num_dims": _bounds(0, 0, "integer dense (rows folded and restored), both requantizations mirrored"),
     "mean": _bounds(0, 0, "integer mean, both requantizations mirrored"),
     "prelu": _bounds(0, 0, f"{_QDQ} (tvmq's converter: TVM refuses PRELU quantized); matched on these inputs"),
-    "batch_matmul": _bounds(0, 0, f"{_QDQ} (tvmq's converter: TVM refuses BATCH_MATMUL quantized); matched on "
-                                  "these inputs (XNNPACK declines the node)"),
+    "batch_matmul": _bounds(0, 0, "integer: int32 products and TFLite's fixed-point multiplier, the kernel LiteRT "
+                                  "runs in both modes (XNNPACK declines the node); tests/test_batch_matmul.py"),
     "transpose_conv": _bounds(1, 0, f"{_QDQ}, in NCHW/IOHW (the layout TVM legalizes); TFLite's reference "
                                     "requantizes in fixed point, XNNPACK in float32 as the QDQ path"),
     "softmax": _bounds(0, 0, f"{_QDQ}; matched on these inputs (XNNPACK declines int8 SOFTMAX: TFLite's kernel)"),
