@@ -11,12 +11,16 @@ quantization right (padding with the zero point, same parameters on both sides),
 fixes they need (ARG_MAX's output type, EXPAND_DIMS, SQUEEZE, REVERSE_V2 and
 RESIZE_NEAREST_NEIGHBOR as TFLite computes them), and PRELU and BATCH_MATMUL, which TVM refuses
 quantized, in the QDQ form (dequantize, the float op, quantize; the integer lowering turns an int8
-BATCH_MATMUL into TFLite's integer kernel). It plugs into ``from_tflite(op_converter=...)``.
+BATCH_MATMUL into TFLite's integer kernel), and TFLite's integer UNIDIRECTIONAL_SEQUENCE_LSTM as tvmq's
+integer kernel (:mod:`tvmq.int8.lstm`, the form :mod:`.lstm` takes). It plugs into
+``from_tflite(op_converter=...)``.
 """
 
 from __future__ import annotations
 
 import functools
+
+from .lstm import LSTM, read_integer_lstm
 
 __all__ = ["EXACT_IN_INTEGERS", "QDQ_CONVERTED", "converter_class", "from_tflite", "supported_operators"]
 
@@ -45,7 +49,8 @@ def converter_class():
     class QuantizedOperatorConverter(OperatorConverter):
         """TVM's TFLite converter, taking the quantized operators of :data:`EXACT_IN_INTEGERS`."""
 
-        _SUPPORTED_QUANTIZED_OPS = OperatorConverter._SUPPORTED_QUANTIZED_OPS | EXACT_IN_INTEGERS | QDQ_CONVERTED
+        _SUPPORTED_QUANTIZED_OPS = (OperatorConverter._SUPPORTED_QUANTIZED_OPS | EXACT_IN_INTEGERS | QDQ_CONVERTED
+                                    | {LSTM})
 
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
@@ -60,6 +65,21 @@ def converter_class():
             self.convert_map["RESHAPE"] = self._convert_reshape
             self.convert_map["PRELU"] = self._convert_prelu
             self.convert_map["BATCH_MATMUL"] = self._convert_batch_matmul
+            self.convert_map[LSTM] = self._convert_lstm
+
+        def _convert_lstm(self, op):
+            """UNIDIRECTIONAL_SEQUENCE_LSTM: a quantized one as TFLite's integer LSTM (the form
+            :func:`tvmq.model.lstm.integer_lstm_refusal` takes; inspection partitions the others),
+            one step kernel per time step; a float one as TVM's converter writes it."""
+            from tvmq.int8.lstm import emit_lstm
+
+            ins = self.get_input_tensors(op)
+            if not ins[0].qnn_params:
+                return self.convert_unidirectional_sequence_lstm(op)
+            layer = read_integer_lstm(self.model, self.subgraph, op)
+            shape = [int(d) for d in ins[0].tensor.ShapeAsNumpy()]
+            steps, batch = (shape[0], shape[1]) if layer.time_major else (shape[1], shape[0])
+            return emit_lstm(self.bb, self.get_tensor_expr(ins[0]), layer, steps, batch)
 
         def _float_input(self, tensor):
             """A tensor's expression, dequantized when it is quantized."""

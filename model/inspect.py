@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from typing import Optional
 
 from tvmq.errors import CustomOperators, DynamicRangeModel, UnsupportedOperators
 
 from .loader import TENSOR_TYPES, LoadedModel, builtin_code, parsing, vector
+from .lstm import LSTM, integer_lstm_refusal
 
 _WEIGHTED_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV_3D"}
 
@@ -114,6 +116,7 @@ class _Operator:
     name: str
     inputs: list[TensorInfo]
     outputs: list[TensorInfo]
+    refusal: Optional[str] = None  # why tvmq does not compute this LSTM itself (model.lstm)
 
 
 def _read(loaded: LoadedModel) -> tuple[list[_Operator], list[TensorInfo], list[TensorInfo]]:
@@ -127,9 +130,11 @@ def _read(loaded: LoadedModel) -> tuple[list[_Operator], list[TensorInfo], list[
             sg = model.Subgraphs(s)
             for o in range(sg.OperatorsLength()):
                 op = sg.Operators(o)
-                ops.append(_Operator(codes[op.OpcodeIndex()],
+                name = codes[op.OpcodeIndex()]
+                ops.append(_Operator(name,
                                      [tensor_info(sg, int(i)) for i in vector(op.InputsAsNumpy()) if i >= 0],
-                                     [tensor_info(sg, int(i)) for i in vector(op.OutputsAsNumpy()) if i >= 0]))
+                                     [tensor_info(sg, int(i)) for i in vector(op.OutputsAsNumpy()) if i >= 0],
+                                     integer_lstm_refusal(sg, op) if name == LSTM else None))
         main = model.Subgraphs(0)
         return (ops, [tensor_info(main, int(i)) for i in vector(main.InputsAsNumpy())],
                 [tensor_info(main, int(i)) for i in vector(main.OutputsAsNumpy())])
@@ -165,6 +170,8 @@ def inspect_model(loaded: LoadedModel) -> ModelInfo:
         weights_q = any(t.quantized for t in ins[1:])
         if not act_q and weights_q and ins and ins[0].dtype.startswith("float"):
             dyn_range.add(name)
+        if act_q and op.refusal is not None:
+            unsupported.add(name + " (quantized)")  # an LSTM form only TFLite computes
         if (act_q or weights_q) and name in supported and name not in supported_quant:
             if name not in ("QUANTIZE", "DEQUANTIZE"):
                 unsupported.add(name + " (quantized)")

@@ -1,7 +1,7 @@
 """A model split into parts: the operators TVM compiles, and those left to the TFLite interpreter.
 
 A model holding an operator TVM cannot import (a custom operator such as
-``TFLite_Detection_PostProcess``, an operator the frontend lacks, a quantized LSTM) is not refused:
+``TFLite_Detection_PostProcess``, an operator the frontend lacks, an LSTM form tvmq does not compute) is not refused:
 :func:`plan_partition` chooses one run of consecutive operators (in the flatbuffer's execution
 order) with no such operator and the most multiply-accumulates, for TVM; the operators before it
 and after it form at most two TFLite parts. Each part is the model itself cut with
