@@ -8,7 +8,7 @@ coverage (:class:`Int8Stats`, ``.to_dict()``: ``{op: {"lowered": n, "qdq": m}, "
 
 Layers: :mod:`.lower` (the pass) dispatches to the registered rewrites of :mod:`.patterns`, one
 module per operator family (:mod:`.rewrite_linear`, :mod:`.rewrite_pool`,
-:mod:`.rewrite_elementwise`, :mod:`.rewrite_requantize`), which build the TE kernels of the
+:mod:`.rewrite_elementwise`, :mod:`.rewrite_arith`, :mod:`.rewrite_requantize`), which build the TE kernels of the
 ``kernels_*`` modules from the typed parameters of :mod:`.params`. Numerics live in
 :mod:`.requant`; :mod:`.dot` chooses and packs for the dot-product intrinsics of :mod:`.intrin`.
 """

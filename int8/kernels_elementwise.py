@@ -9,10 +9,10 @@ from tvm import te, tirx
 from . import requant as rq
 from .params import AddParams, RequantParams, RescaleParams
 
-__all__ = ["add_te", "requantize_te", "rescale_te"]
+__all__ = ["add_te", "bcast_index", "requantize_te", "rescale_te", "shifted_rescale_te"]
 
 
-def _bcast_index(t, out_idx, out_shape):
+def bcast_index(t, out_idx, out_shape):
     """``t``'s index at the output index ``out_idx`` under numpy broadcasting. A dimension of 1
     that the output has too (a batch of 1) keeps the output's variable, not 0: only then does
     TVM see an elementwise kernel, which Relax fuses into the convolution before it."""
@@ -36,14 +36,26 @@ def _xnnpack_add_te(a, b, p: AddParams):
     zo = out.zero_point
 
     def f(*idx):
-        va = a[tuple(_bcast_index(a, idx, p.shape))].astype("int32")
-        vb = b[tuple(_bcast_index(b, idx, p.shape))].astype("int32")
+        va = a[tuple(bcast_index(a, idx, p.shape))].astype("int32")
+        vb = b[tuple(bcast_index(b, idx, p.shape))].astype("int32")
         acc = tirx.const(bias, "int32") + va * ma + vb * mb
         y = tirx.shift_right(acc, tirx.const(shift, "int32"))
         y = rq.clamp_tir(y, out.qmin - zo, out.qmax - zo)
         return (y + zo).astype(out.dtype)
 
     return te.compute(p.shape, f, name="add")
+
+
+def shifted_rescale_te(t, zero_point: int, left_shift: int, multiplier, shape, name: str):
+    """``MBQM((t - zero_point) << left_shift, *multiplier)`` broadcast to ``shape``: one operand of
+    TFLite's ADD or SQUARED_DIFFERENCE. One stage per requantization: nesting them in one
+    expression duplicates subtrees (each MBQM uses its input several times) and blows up TIR
+    simplification."""
+    def f(*idx):
+        v = t[tuple(bcast_index(t, idx, shape))].astype("int32") - zero_point
+        return rq.mbqm_tir(v * (1 << left_shift), *multiplier)
+
+    return te.compute(shape, f, name=name)
 
 
 def add_te(a, b, p: AddParams):
@@ -53,18 +65,8 @@ def add_te(a, b, p: AddParams):
         return _xnnpack_add_te(a, b, p)
     out, shape = p.out, p.shape
     (q1, s1), (q2, s2), (qo, so) = rq.add_params(p.a.scale, p.b.scale, out.scale)
-    ls = 1 << rq.ADD_LEFT_SHIFT
-
-    # one requantization per stage: nesting them in one expression duplicates subtrees
-    # (each MBQM uses its input several times) and blows up TIR simplification
-    def scaled(t, z, q, s, nm):
-        def f(*idx):
-            return rq.mbqm_tir((t[tuple(_bcast_index(t, idx, shape))].astype("int32") - z) * ls, q, s)
-
-        return te.compute(shape, f, name=nm)
-
-    sa = scaled(a, p.a.zero_point, q1, s1, "scaled_a")
-    sb = scaled(b, p.b.zero_point, q2, s2, "scaled_b")
+    sa = shifted_rescale_te(a, p.a.zero_point, rq.ADD_LEFT_SHIFT, (q1, s1), shape, "scaled_a")
+    sb = shifted_rescale_te(b, p.b.zero_point, rq.ADD_LEFT_SHIFT, (q2, s2), shape, "scaled_b")
     return te.compute(shape, lambda *i: rq.requantize_tir(sa[i] + sb[i], qo, so, out.zero_point, out.qmin, out.qmax,
                                                           out.dtype), name="add")
 

@@ -28,8 +28,8 @@ from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from . import dot
 from . import requant as rq
-from . import (rewrite_elementwise, rewrite_hard_swish, rewrite_linear, rewrite_pool, rewrite_requantize,  # noqa: F401
-               rewrite_resize)
+from . import (rewrite_arith, rewrite_elementwise, rewrite_hard_swish, rewrite_linear, rewrite_pool,  # noqa: F401
+               rewrite_requantize, rewrite_resize)
 from .params import OutputQuant
 from .patterns import REWRITES, NoMatch, QDQGraph, RewriteContext, dtype_of, kind_of, op_name, prim_value, require
 

@@ -239,8 +239,8 @@ _PER_CASE = {
     "logistic": _bounds(0, 0, f"{_QDQ}; TFLite's int8 LOGISTIC is a table built from the float function, "
                               "which dequantize-sigmoid-quantize reproduces"),
     "tanh": _bounds(0, 0, f"{_QDQ}; TFLite's int8 TANH is a table built from the float function"),
-    "leaky_relu": _bounds(1, 1, f"{_QDQ}; TFLite requantizes each side with its own fixed-point "
-                                "multiplier (identity, alpha), XNNPACK in float: rounding edges differ"),
+    "leaky_relu": _bounds(0, 0, "integer: a 256-entry table of LiteRT's kernel (XNNPACK's 8-bit multipliers where "
+                                "its delegate takes the node, else TFLite's two fixed-point multipliers)"),
     "mul": _bounds(1, 0, f"{_QDQ}; TFLite's MUL requantizes the integer product with a fixed-point "
                          "multiplier (double rounding), XNNPACK in float32 as the QDQ path"),
     "sub": _bounds(0, 0, f"{_QDQ}; matched on these inputs (TFLite's SUB is ADD's 20-bit left-shift scheme)"),
@@ -248,8 +248,8 @@ _PER_CASE = {
                              "(XNNPACK declines the node)"),
     "minimum": _bounds(0, 0, f"{_QDQ}; inputs and output share one quantization (int8 spec): a selection "
                              "(XNNPACK declines the node)"),
-    "squared_difference": _bounds(1, 1, f"{_QDQ}; TFLite squares the integer difference and requantizes "
-                                        "in fixed point (XNNPACK declines the node)"),
+    "squared_difference": _bounds(0, 0, "integer: TFLite's kernel (inputs shifted and rescaled, the difference "
+                                        "squared in int32, one multiplier; XNNPACK declines the node)"),
     "concat_mixed": _bounds(0, 0, "integer: the converter gives every input the output's quantization, a copy"),
     "concat_requantized": _bounds(0, 0, "integer concat + requantize (QUANTIZE after TANH, TFLite's multiplier)"),
     "max_pool": _bounds(0, 0, "the importer's max_pool2d on the int8 values: a selection"),
@@ -424,3 +424,18 @@ def test_hard_swish_every_input_code(lo, hi):
     ours = run([codes])[0]
     for kernels in ("reference", "xnnpack"):
         assert np.array_equal(ours, run_tflite(buf, [codes], kernels=kernels)), kernels
+
+
+@pytest.mark.parametrize("alpha, lo, hi", [(0.2, -3.0, 2.0), (0.01, -9.0, 1.5), (0.3, -0.7, 22.0), (1e-5, -1.0, 1.0)])
+def test_leaky_relu_every_input_code(alpha, lo, hi):
+    """All 256 int8 codes: TFLite's kernel in tflite mode, LiteRT's delegated run in xnnpack mode (the last
+    slope puts XNNPACK's negative multiplier out of its range: the delegate leaves the node to TFLite)."""
+    import tflite
+    from tvmq.int8 import lower_qdq_to_int8
+    from tvmq.model.frontend import from_tflite
+
+    buf = convert_function(lambda x: tf.nn.leaky_relu(x, alpha), ((16, 16),), ((lo, hi),))
+    codes = np.arange(-128, 128, dtype=np.int8).reshape(1, 16, 16)
+    for mode, kernels in (("tflite", "reference"), ("xnnpack", "xnnpack")):
+        run = build_tvm(lower_qdq_to_int8(from_tflite(tflite.Model.GetRootAsModel(buf, 0)), mode=mode).mod)
+        np.testing.assert_array_equal(run([codes])[0], run_tflite(buf, [codes], kernels=kernels), err_msg=mode)
