@@ -1,7 +1,7 @@
-"""Integer LEAKY_RELU and SQUARED_DIFFERENCE, value for value what LiteRT computes.
+"""Integer LEAKY_RELU, SQUARED_DIFFERENCE and MUL, value for value what LiteRT computes.
 
-TVM's importer writes both in the QDQ form (``leakyrelu`` / ``(a - b)**2`` on dequantized floats),
-one unit from LiteRT on rounding edges in both requantization modes. LiteRT runs:
+TVM's importer writes them in the QDQ form (``leakyrelu``, ``(a - b)**2``, ``a * b`` on
+dequantized floats), one unit from LiteRT on rounding edges. LiteRT runs:
 
 - LEAKY_RELU: XNNPACK's qs8/qu8 ``vlrelu`` where the delegate takes it (8-bit fixed-point
   multipliers ``lrintf(256 * s_in / s_out)`` and ``lrintf(256 * s_in / s_out * alpha)``, a rounding
@@ -11,6 +11,10 @@ one unit from LiteRT on rounding edges in both requantization modes. LiteRT runs
 - SQUARED_DIFFERENCE: always TFLite's kernel (the delegate declines it): both inputs shifted left
   by 7 and rescaled to twice the larger input scale, the difference squared in int32, then one
   multiplier to the output (:func:`squared_difference_np`).
+- MUL: XNNPACK's qs8/qu8 ``vmul`` where the delegate takes it (the product requantized in float32,
+  which the QDQ form computes too: the ``xnnpack`` mode keeps it), else TFLite's kernel (the integer
+  product, one fixed-point multiplier of ``float(s_a * s_b / s_out)``: :func:`mul_np`), which the
+  ``tflite`` mode always uses.
 """
 
 from __future__ import annotations
@@ -21,12 +25,13 @@ import numpy as np
 from tvm import relax, te
 
 from . import requant as rq
-from .kernels_elementwise import shifted_rescale_te
+from .kernels_elementwise import bcast_index, shifted_rescale_te
 from .params import AddParams, OutputQuant
 from .patterns import RewriteContext, register_int8, require, shape_of
+from .rewrite_elementwise import operand
 from .rewrite_hard_swish import lookup_te
 
-__all__ = ["leaky_relu_np", "squared_difference_np", "squared_difference_te"]
+__all__ = ["leaky_relu_np", "mul_np", "mul_te", "squared_difference_np", "squared_difference_te"]
 
 _LEFT_SHIFT = 7
 _NEGATIVE_MIN = float.fromhex("-0x1.FFFC00p+6")  # XNNPACK's lowest negative-side scale
@@ -109,10 +114,58 @@ def squared_difference_te(a, b, p: AddParams):
     return te.compute(shape, f, name="squared_difference")
 
 
+# ----------------------------------------------------------------------------- MUL
+def _mul_multiplier(sa: float, sb: float, s_out: float) -> Tuple[int, int]:
+    """TFLite's ``QuantizeMultiplier(s_a * s_b / s_out)``, the scales multiplied in float32."""
+    f32 = np.float32
+    return rq.quantize_multiplier(float(f32(f32(sa) * f32(sb)) / f32(s_out)))
+
+
+def xnnpack_takes_mul(sa: float, sb: float, s_out: float) -> bool:
+    """Whether XNNPACK's quantized MUL takes these scales (``product_output_scale`` in its range)."""
+    ratio = np.float32(np.float32(sa) * np.float32(sb)) / np.float32(s_out)
+    return 2.0 ** -16 <= ratio < 2.0 ** 8
+
+
+def mul_np(a, za: int, sa: float, b, zb: int, sb: float, zo: int, so: float, qmin: int, qmax: int,
+           dtype: str) -> np.ndarray:
+    """TFLite's quantized MUL of the integers ``a`` and ``b`` (broadcast), clamped to ``[qmin, qmax]``."""
+    prod = (np.asarray(a, np.int64) - za) * (np.asarray(b, np.int64) - zb)
+    out = rq.multiply_by_quantized_multiplier(prod, *_mul_multiplier(sa, sb, so)).astype(np.int64) + zo
+    return np.clip(out, qmin, qmax).astype(dtype)
+
+
+def mul_te(a, b, p: AddParams):
+    """:func:`mul_np` as a TE kernel."""
+    q, shift = _mul_multiplier(p.a.scale, p.b.scale, p.out.scale)
+    shape, out = p.shape, p.out
+
+    def f(*idx):
+        va = a[tuple(bcast_index(a, idx, shape))].astype("int32") - p.a.zero_point
+        vb = b[tuple(bcast_index(b, idx, shape))].astype("int32") - p.b.zero_point
+        return rq.requantize_tir(va * vb, q, shift, out.zero_point, out.qmin, out.qmax, out.dtype)
+
+    return te.compute(shape, f, name="mul")
+
+
 @register_int8("relax.multiply", kind="multiply")
+def multiply(ctx: RewriteContext, f: relax.Call, out: OutputQuant):
+    """The importer's SQUARED_DIFFERENCE (``d * d`` of ``d = dequantize(a) - dequantize(b)``), or a
+    MUL of two quantized operands (one may be a constant) where LiteRT runs TFLite's kernel."""
+    if ctx.graph.call(f.args[0], "relax.subtract") is not None:
+        return squared_difference(ctx, f, out)
+    (xa, qa), (xb, qb) = operand(ctx, f.args[0]), operand(ctx, f.args[1])
+    require(qa.dtype == qb.dtype == out.dtype, "mul of one 8-bit type")
+    require(ctx.mode == "tflite" or not xnnpack_takes_mul(qa.scale, qb.scale, out.scale),
+            "XNNPACK's MUL: the QDQ form's float32 requantization")
+    shape = tuple(int(d) for d in np.broadcast_shapes(tuple(shape_of(f.args[0])), tuple(shape_of(f.args[1]))))
+    xa = ctx.remap(xa) if isinstance(xa, relax.Var) else xa
+    xb = ctx.remap(xb) if isinstance(xb, relax.Var) else xb
+    return ctx.call_te(mul_te, xa, xb, p=AddParams(qa, qb, out, "tflite", shape), name="int8_mul")
+
+
 def squared_difference(ctx: RewriteContext, f: relax.Call, out: OutputQuant):
-    """``d * d`` of ``d = dequantize(a) - dequantize(b)``: the importer's SQUARED_DIFFERENCE (any
-    other product stays on the QDQ path)."""
+    """``d * d`` of ``d = dequantize(a) - dequantize(b)``: the importer's SQUARED_DIFFERENCE."""
     lhs, rhs = (ctx.graph.val(arg) for arg in f.args)
     require(lhs.same_as(rhs), "not a square")
     diff = ctx.graph.call(f.args[0], "relax.subtract")

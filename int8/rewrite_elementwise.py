@@ -10,7 +10,7 @@ from .kernels_elementwise import add_te
 from .params import AddParams, OutputQuant, QuantParams
 from .patterns import RewriteContext, register_int8, require, shape_of
 
-__all__ = ["add", "xnnpack_takes_add"]
+__all__ = ["add", "operand", "xnnpack_takes_add"]
 
 # The XNNPACK delegate takes a quantized ADD only when each input-to-output scale ratio is in
 # [2**-10, 2**8); TFLite runs any other with its own kernel, and so does the lowering.
@@ -27,8 +27,8 @@ def add(ctx: RewriteContext, f: relax.Call, out: OutputQuant):
     """TFLite's ADD requantization (:func:`.requant.add_params`), or XNNPACK's
     (``mode="xnnpack"``: 20-bit integer multipliers, arithmetic shift with a rounding bias)."""
     a, b = f.args
-    xa, qa = _operand(ctx, a)
-    xb, qb = _operand(ctx, b)
+    xa, qa = operand(ctx, a)
+    xb, qb = operand(ctx, b)
     shape = tuple(int(d) for d in np.broadcast_shapes(tuple(shape_of(a)), tuple(shape_of(b))))
     mode = ctx.mode if ctx.mode != "xnnpack" or xnnpack_takes_add(qa.scale, qb.scale, out.scale) else "tflite"
     params = AddParams(qa, qb, out, mode, shape)
@@ -37,7 +37,7 @@ def add(ctx: RewriteContext, f: relax.Call, out: OutputQuant):
     return ctx.call_te(add_te, xa, xb, p=params, name="int8_add")
 
 
-def _operand(ctx: RewriteContext, e):
+def operand(ctx: RewriteContext, e):
     """An operand: a dequantized activation, or a dequantized constant (per-tensor)."""
     if not ctx.graph.is_const_deq(e):
         return ctx.graph.deq_act(e)

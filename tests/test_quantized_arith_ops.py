@@ -241,8 +241,8 @@ _PER_CASE = {
     "tanh": _bounds(0, 0, f"{_QDQ}; TFLite's int8 TANH is a table built from the float function"),
     "leaky_relu": _bounds(0, 0, "integer: a 256-entry table of LiteRT's kernel (XNNPACK's 8-bit multipliers where "
                                 "its delegate takes the node, else TFLite's two fixed-point multipliers)"),
-    "mul": _bounds(1, 0, f"{_QDQ}; TFLite's MUL requantizes the integer product with a fixed-point "
-                         "multiplier (double rounding), XNNPACK in float32 as the QDQ path"),
+    "mul": _bounds(0, 0, "tflite mode: integer, TFLite's kernel (the integer product, one fixed-point multiplier); "
+                         f"xnnpack mode: {_QDQ}, XNNPACK's float32 requantization"),
     "sub": _bounds(0, 0, f"{_QDQ}; matched on these inputs (TFLite's SUB is ADD's 20-bit left-shift scheme)"),
     "maximum": _bounds(0, 0, f"{_QDQ}; inputs and output share one quantization (int8 spec): a selection "
                              "(XNNPACK declines the node)"),
@@ -269,7 +269,8 @@ _PER_CASE = {
     # float32 multiply-adds into FMAs (one unit off); _round32 is now an arithmetic fence
     "resize_bilinear_align_corners_uint8_legacy": _bounds(0, 0, _FMA),
     "resize_bilinear_half_pixel_uint8_legacy": _bounds(0, 0, _FMA),
-    "mul_uint8_legacy": _bounds(1, 0, f"{_QDQ}; TFLite's uint8 MUL: fixed-point multiplier as int8"),
+    "mul_uint8_legacy": _bounds(0, 0, "tflite mode: integer, TFLite's uint8 MUL (its fixed-point multiplier, as "
+                                      f"int8's); xnnpack mode: {_QDQ}"),
     "logistic_uint8_legacy": _bounds(0, 0, f"{_QDQ}; TFLite's uint8 LOGISTIC is a table of the float function"),
     "concat_mixed_uint8_legacy": _bounds(0, 0, "integer: TFLite's float32 ConcatenationWithScaling mirrored "
                                                "(XNNPACK declines the mixed-scale uint8 node)"),
