@@ -9,14 +9,14 @@ from . import requant as rq
 from .params import DEPTHWISE_RULE, ConvParams, DotParams, LinearParams, MatmulParams, Requantization
 
 __all__ = ["batch_matmul_te", "conv2d_dot_te", "conv2d_te", "conv_window_sum_te", "dense_dot_te", "dense_te",
-           "dense_window_sum_te"]
+           "dense_window_sum_te", "epilogue_expr"]
 
 
 def _i32(e):
     return e.astype("int32")
 
 
-def _epilogue_expr(acc, o, epi: Requantization, tens):
+def epilogue_expr(acc, o, epi: Requantization, tens):
     """Requantize an int32 accumulator for output channel ``o`` (``tens``: per-channel vectors)."""
     if epi.mode == "xnnpack":
         scale = epi.scale if epi.scale is not None else tens[0][o]
@@ -71,7 +71,7 @@ def conv2d_te(x, w, bias, *tens, params: LinearParams, epi: Requantization):
     depthwise = icg == 1 and ocg == 1  # MetaSchedule schedules it with tvmq's depthwise rule
     acc = te.compute((n, oh, ow, oc), lambda b, i, j, o: te.sum(term(b, i, j, o), axis=axes),
                      name="acc", attrs={"schedule_rule": DEPTHWISE_RULE} if depthwise else None)
-    return te.compute((n, oh, ow, oc), lambda b, i, j, o: _epilogue_expr(acc[b, i, j, o] + bias[o], o, epi, tens),
+    return te.compute((n, oh, ow, oc), lambda b, i, j, o: epilogue_expr(acc[b, i, j, o] + bias[o], o, epi, tens),
                       name="requant")
 
 
@@ -86,7 +86,7 @@ def dense_te(x, w, bias, *tens, params: LinearParams, epi: Requantization):
     else:
         acc = te.compute((m, oc), lambda i, o: te.sum((_i32(x[i, rk]) - zp_x) * (_i32(w[rk, o]) - zp_w), axis=rk),
                          name="acc")
-    return te.compute((m, oc), lambda i, o: _epilogue_expr(acc[i, o] + bias[o], o, epi, tens), name="requant")
+    return te.compute((m, oc), lambda i, o: epilogue_expr(acc[i, o] + bias[o], o, epi, tens), name="requant")
 
 
 def batch_matmul_te(a, b, *, params: MatmulParams, epi: Requantization):
@@ -109,7 +109,7 @@ def batch_matmul_te(a, b, *, params: MatmulParams, epi: Requantization):
         return te.sum(a_ik * b_kj, axis=rk)
 
     acc = te.compute(tuple(params.out_shape), acc_at, name="acc")
-    return te.compute(tuple(params.out_shape), lambda *idx: _epilogue_expr(acc[idx], 0, epi, ()), name="requant")
+    return te.compute(tuple(params.out_shape), lambda *idx: epilogue_expr(acc[idx], 0, epi, ()), name="requant")
 
 
 # ---------------------------------------------------------------------------------- packed weights
@@ -199,7 +199,7 @@ def _dot_kernel(x, wp, bias, rest, params: DotParams, epi: Requantization, geome
         v = acc[idx] + bias[idx[-1]]
         if cw:
             v = v + extra[0][idx[:-1]] * cw
-        return _epilogue_expr(v, idx[-1], epi, tens)
+        return epilogue_expr(v, idx[-1], epi, tens)
 
     return te.compute((*out_lead, oc), out_f, name="requant")
 

@@ -29,7 +29,7 @@ from tvm.relax.expr_functor import PyExprMutator, mutator
 from . import dot
 from . import requant as rq
 from . import (rewrite_arith, rewrite_elementwise, rewrite_hard_swish, rewrite_linear, rewrite_pool,  # noqa: F401
-               rewrite_requantize, rewrite_resize)
+               rewrite_requantize, rewrite_resize, rewrite_transpose_conv)
 from .params import OutputQuant
 from .patterns import REWRITES, NoMatch, QDQGraph, RewriteContext, dtype_of, kind_of, op_name, prim_value, require
 

@@ -25,7 +25,7 @@ from .kernels_linear import (batch_matmul_te, conv2d_dot_te, conv2d_te, conv_win
 from .params import ConvParams, DotParams, LinearParams, MatmulParams, OutputQuant, QuantParams, Requantization
 from .patterns import RewriteContext, per_channel, register_int8, require, shape_of
 
-__all__ = ["conv2d", "matmul"]
+__all__ = ["conv2d", "linear_layer", "matmul", "requantization_of"]
 
 
 def _conv_kind(call) -> str:
@@ -64,7 +64,7 @@ def conv2d(ctx: RewriteContext, f: relax.Call, out: OutputQuant, bias: Optional[
     require(len(shape_of(x)) == 4, "conv rank")
     conv = ConvParams(tuple(int(s) for s in at.strides), tuple(int(p) for p in at.padding),
                       tuple(int(d) for d in at.dilation), int(at.groups))
-    return _lower_linear(ctx, _layer(f, x, xq, (wq, ws, wz), bias, conv), out)
+    return _lower_linear(ctx, linear_layer(f, x, xq, (wq, ws, wz), bias, conv), out)
 
 
 @register_int8("relax.matmul", kind="dense", bias=True)
@@ -78,7 +78,7 @@ def matmul(ctx: RewriteContext, f: relax.Call, out: OutputQuant, bias: Optional[
     x, xq = ctx.graph.deq_act(f.args[0])
     wq, ws, wz = _weights(ctx, f)
     require(wq.ndim == 2 and len(shape_of(x)) >= 2, "dense rank")
-    layer = _layer(f, x, xq, (wq, ws, wz), bias, None)
+    layer = linear_layer(f, x, xq, (wq, ws, wz), bias, None)
     if len(shape_of(x)) == 2:
         return _lower_linear(ctx, layer, out)
     rows = int(np.prod(shape_of(x)[:-1]))
@@ -130,7 +130,7 @@ def _weights(ctx: RewriteContext, f: relax.Call):
     return wq, ws, wz
 
 
-def _layer(f, x, xq: QuantParams, weights, bias, conv: Optional[ConvParams]) -> _Layer:
+def linear_layer(f, x, xq: QuantParams, weights, bias, conv: Optional[ConvParams]) -> _Layer:
     """The layer of weights ``(q, per-element scale, per-element zero point)``, output channels
     last: quantized per tensor or per output channel, the zero point per tensor."""
     wq, ws, wz = weights
@@ -150,7 +150,7 @@ def _lower_linear(ctx: RewriteContext, layer: _Layer, out: OutputQuant, x_in=Non
     """The integer kernel of a conv / dense layer: on packed weights where the scheme has an
     intrinsic for it, else the plain loops. ``x_in``/``rows``: a dense layer's input already
     flattened to ``(rows, K)``."""
-    epi, tensors = _requantization(ctx.mode, layer, out)
+    epi, tensors = requantization_of(ctx.mode, layer, out)
     x_in = ctx.remap(layer.x) if x_in is None else x_in
     conv = layer.conv
     choice = None
@@ -212,7 +212,7 @@ def _float_product(layer: _Layer) -> bool:
     return layer.xq.dtype == "uint8"
 
 
-def _requantization(mode: str, layer: _Layer, out: OutputQuant):
+def requantization_of(mode: str, layer: _Layer, out: OutputQuant):
     """The epilogue's parameters: each one a static python value where every output channel has
     the same, else a constant vector (per channel) passed to the kernel."""
     s_x, w_scale = layer.xq.scale, layer.w_scale

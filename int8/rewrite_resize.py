@@ -1,13 +1,12 @@
-"""Integer rewrite of RESIZE_BILINEAR on uint8 tensors: the importer's
-``quantize(resize2d(dequantize(x)))`` with one quantization on both sides becomes
+"""Integer rewrite of RESIZE_BILINEAR: the importer's ``quantize(resize2d(dequantize(x)))`` with
+one quantization on both sides becomes
 
-* ``--requant tflite``: TFLite's reference uint8 kernel, which interpolates the 8-bit values
-  themselves in float32 and truncates ``value + 0.5`` (:func:`resize_bilinear_te`);
-* ``--requant xnnpack``: XNNPACK's ``u8-ibilinear``, on weights rounded to 11 bits
-  (:func:`resize_bilinear_xnn_te`).
-
-int8 resizes stay on the QDQ float path (TFLite's int8 reference kernel is another, all-integer,
-algorithm)."""
+* ``--requant tflite``: TFLite's kernels. uint8: the reference kernel, which interpolates the
+  8-bit values themselves in float32 and truncates ``value + 0.5`` (:func:`resize_bilinear_te`).
+  int8: ``ResizeBilinearInteger``, all in integers: 10-bit coordinates and weights, the four
+  products summed in 20 bits and rounded half away from zero (:func:`resize_bilinear_int_te`).
+* ``--requant xnnpack``: XNNPACK's ``u8-ibilinear`` / ``s8-ibilinear``, on weights rounded to 11
+  bits (:func:`resize_bilinear_xnn_te`)."""
 
 from __future__ import annotations
 
@@ -18,7 +17,8 @@ from . import requant as rq
 from .params import OutputQuant
 from .patterns import RewriteContext, register_int8, require, shape_of
 
-__all__ = ["resize2d", "resize_bilinear_te", "resize_bilinear_np", "resize_bilinear_xnn_te"]
+__all__ = ["resize2d", "resize_bilinear_int_np", "resize_bilinear_int_te", "resize_bilinear_te", "resize_bilinear_np",
+           "resize_bilinear_xnn_te"]
 
 _MODES = ("align_corners", "half_pixel", "asymmetric")
 
@@ -37,12 +37,14 @@ def resize2d(ctx: RewriteContext, f: relax.Call, out: OutputQuant):
     mode = str(at.coordinate_transformation_mode)
     require(mode in _MODES, f"resize mode {mode}")
     x, xq = ctx.graph.deq_act(f.args[0])
-    require(xq.dtype == out.dtype and (xq.dtype == "uint8" or ctx.mode == "xnnpack"),
-            "int8 resize in tflite mode (TFLite's ResizeBilinearInteger)")
+    require(xq.dtype == out.dtype, "resize changes type")
     require(xq.scale == out.scale and xq.zero_point == out.zero_point and out.full_range, "resize requantizes")
     _, oh, ow, _ = shape_of(f)
-    te_fn = resize_bilinear_te if ctx.mode == "tflite" else resize_bilinear_xnn_te
-    return ctx.call_te(te_fn, ctx.remap(x), size=(int(oh), int(ow)), mode=mode, name="uint8_resize_bilinear")
+    if ctx.mode != "tflite":
+        te_fn = resize_bilinear_xnn_te
+    else:
+        te_fn = resize_bilinear_te if xq.dtype == "uint8" else resize_bilinear_int_te
+    return ctx.call_te(te_fn, ctx.remap(x), size=(int(oh), int(ow)), mode=mode, name=f"{xq.dtype}_resize_bilinear")
 
 
 def _coord(o, scale: float, mode: str, n_in: int):
@@ -81,6 +83,68 @@ def resize_bilinear_te(x, size, mode: str):
         return tirx.min(acc.astype("int32"), 255).astype("uint8")
 
     return te.compute((n, oh, ow, c), f, name="resize_bilinear")
+
+
+def _scale_10(n_in: int, n_out: int, mode: str) -> int:
+    """``ResizeBilinearInteger``'s step between output and input coordinates, in 1/1024ths."""
+    if mode == "align_corners" and n_out > 1:
+        return ((1 << 10) * (n_in - 1) + (n_out - 1) // 2) // (n_out - 1)
+    return ((1 << 10) * n_in + n_out // 2) // n_out
+
+
+def _int_coord(o, scale_10: int, mode: str, n_in: int):
+    """``ComputeInterpolationValuesInteger``: ``(v, lo, hi)``, ``v`` the input coordinate in
+    1/1024ths. ``v >= -512`` (half-pixel), so C's truncating ``v / 1024`` is ``max(v, 0) >> 10``
+    once clamped at 0; ``v - 1024 * lo`` may be negative, and TFLite weighs with it as it is."""
+    v = o * scale_10 + (scale_10 // 2 - (1 << 9) if mode == "half_pixel" else 0)
+    lo = tirx.shift_right(tirx.max(v, 0), 10)
+    hi = tirx.min(tirx.shift_right(v + 1023, 10), n_in - 1)
+    return v, lo, hi
+
+
+def resize_bilinear_int_te(x, size, mode: str):
+    """TFLite's ``ResizeBilinearInteger`` (int8): per output pixel the four neighbours weighed in
+    1/1024ths each way, summed in int64, ``(sum ± 2**19) / 2**20`` truncated (half away from zero)."""
+    n, h, w, c = (int(d) for d in x.shape)
+    oh, ow = size
+    sy, sx = _scale_10(h, oh, mode), _scale_10(w, ow, mode)
+
+    def f(b, i, j, k):
+        vy, y0, y1 = _int_coord(i, sy, mode, h)
+        vx, x0, x1 = _int_coord(j, sx, mode, w)
+        dy, dx = (vy - y0 * 1024).astype("int64"), (vx - x0 * 1024).astype("int64")
+        one = tirx.const(1024, "int64")
+        acc = (x[b, y0, x0, k].astype("int64") * (one - dy) * (one - dx) + x[b, y1, x0, k].astype("int64") * dy
+               * (one - dx) + x[b, y0, x1, k].astype("int64") * (one - dy) * dx
+               + x[b, y1, x1, k].astype("int64") * dy * dx)
+        half = tirx.const(1 << 19, "int64")
+        rounded = acc + tirx.Select(acc > tirx.const(0, "int64"), half, -half)
+        return tirx.truncdiv(rounded, tirx.const(1 << 20, "int64")).astype(x.dtype)
+
+    return te.compute((n, oh, ow, c), f, name="resize_bilinear")
+
+
+def resize_bilinear_int_np(x: np.ndarray, size, mode: str) -> np.ndarray:
+    """The numpy reference of :func:`resize_bilinear_int_te` (NHWC int8)."""
+    n, h, w, c = x.shape
+    oh, ow = size
+    out = np.zeros((n, oh, ow, c), x.dtype)
+    xs = x.astype(np.int64)
+
+    def coord(o, scale_10, n_in):
+        v = o * scale_10 + (scale_10 // 2 - (1 << 9) if mode == "half_pixel" else 0)
+        return v, max(v, 0) >> 10, min((v + 1023) >> 10, n_in - 1)
+
+    for i in range(oh):
+        vy, y0, y1 = coord(i, _scale_10(h, oh, mode), h)
+        for j in range(ow):
+            vx, x0, x1 = coord(j, _scale_10(w, ow, mode), w)
+            dy, dx = vy - 1024 * y0, vx - 1024 * x0
+            acc = (xs[:, y0, x0] * (1024 - dy) * (1024 - dx) + xs[:, y1, x0] * dy * (1024 - dx)
+                   + xs[:, y0, x1] * (1024 - dy) * dx + xs[:, y1, x1] * dy * dx)
+            t = acc + np.where(acc > 0, 1 << 19, -(1 << 19))
+            out[:, i, j] = np.where(t >= 0, t >> 20, -((-t) >> 20))
+    return out
 
 
 def _xnn_coord(o, n_in: int, n_out: int, mode: str):

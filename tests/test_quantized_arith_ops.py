@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from tests._int8_helpers import convert_function, op_names, random_inputs, run_tflite
+from tests._int8_helpers import convert, convert_function, op_names, random_inputs, run_tflite
 
 tf = pytest.importorskip("tensorflow")
 pytest.importorskip("ai_edge_litert")
@@ -185,7 +185,7 @@ def _cases() -> dict[str, ArithCase]:
                               None),
         "transpose_conv": ArithCase(
             "TRANSPOSE_CONV", _tf2(lambda x: tf.nn.conv2d_transpose(x, W_TRANSPOSE, (1, 9, 11, 4), 2, "SAME"),
-                                   ((5, 6, 8),), (R1,)), "permute_dims",  # the root once in NCHW/IOHW
+                                   ((5, 6, 8),), (R1,)), "conv2d_transpose",  # the permute back to NHWC is the root
             ),
         # a Dense on a rank-3 input: FULLY_CONNECTED with keep_num_dims
         "fc_keep_num_dims": ArithCase("FULLY_CONNECTED", _tf2(lambda x: tf.matmul(x, W_DENSE), ((8, 24),), (R1,)),
@@ -258,12 +258,12 @@ _PER_CASE = {
     "prelu": _bounds(0, 0, f"{_QDQ} (tvmq's converter: TVM refuses PRELU quantized); matched on these inputs"),
     "batch_matmul": _bounds(0, 0, "integer: int32 products and TFLite's fixed-point multiplier, the kernel LiteRT "
                                   "runs in both modes (XNNPACK declines the node); tests/test_batch_matmul.py"),
-    "transpose_conv": _bounds(1, 0, f"{_QDQ}, in NCHW/IOHW (the layout TVM legalizes); TFLite's reference "
-                                    "requantizes in fixed point, XNNPACK in float32 as the QDQ path"),
+    "transpose_conv": _bounds(0, 0, "tflite mode: integer, TFLite's reference kernel (int32 sums gathered per output "
+                                    f"pixel, per-channel fixed-point multipliers); xnnpack mode: {_QDQ} in NCHW/IOHW, "
+                                    "XNNPACK's float32 requantization"),
     "softmax": _bounds(0, 0, f"{_QDQ}; matched on these inputs (XNNPACK declines int8 SOFTMAX: TFLite's kernel)"),
-    "resize_bilinear": _bounds(1, 0, f"tflite mode: {_QDQ}, where TFLite's int8 resize is all-integer (10-bit "
-                                     "coordinates, round half away); xnnpack mode: integer, XNNPACK's s8-ibilinear "
-                                     "(Q11 weights)"),
+    "resize_bilinear": _bounds(0, 0, "integer: tflite mode TFLite's ResizeBilinearInteger (10-bit coordinates, "
+                                     "round half away), xnnpack mode XNNPACK's s8-ibilinear (Q11 weights)"),
     "resize_bilinear_uint8_legacy": _bounds(0, 0, "integer: TFLite's float32 uint8 reference, XNNPACK's u8-ibilinear"),
     # on an FMA target (TARGET: znver3) LLVM once folded _round32's fpext/fptrunc pairs and contracted the
     # float32 multiply-adds into FMAs (one unit off); _round32 is now an arithmetic fence
@@ -440,3 +440,47 @@ def test_leaky_relu_every_input_code(alpha, lo, hi):
     for mode, kernels in (("tflite", "reference"), ("xnnpack", "xnnpack")):
         run = build_tvm(lower_qdq_to_int8(from_tflite(tflite.Model.GetRootAsModel(buf, 0)), mode=mode).mod)
         np.testing.assert_array_equal(run([codes])[0], run_tflite(buf, [codes], kernels=kernels), err_msg=mode)
+
+
+@pytest.mark.parametrize("size", [(13, 17), (5, 7)])
+@pytest.mark.parametrize("options", list(RESIZE_MODES.values()),
+                         ids=[k.strip("_") or "asymmetric" for k in RESIZE_MODES])
+def test_int8_resize_bilinear_integer_kernel(size, options):
+    """int8 RESIZE_BILINEAR in tflite mode, up and down, each coordinate mode: TVM's kernel, its numpy
+    reference and TFLite's reference kernel agree on every value (half-pixel upsampling weighs the first
+    row and column with a negative offset, as TFLite does)."""
+    import tflite
+    from tvmq.int8 import lower_qdq_to_int8
+    from tvmq.int8.rewrite_resize import resize_bilinear_int_np
+    from tvmq.model.frontend import from_tflite
+
+    mode = "align_corners" if options.get("align_corners") else "half_pixel" if options else "asymmetric"
+    buf = convert_function(lambda x: tf.compat.v1.image.resize_bilinear(x, size, **options), ((7, 9, 8),),
+                           ((-2.0, 3.0),))
+    run = build_tvm(lower_qdq_to_int8(from_tflite(tflite.Model.GetRootAsModel(buf, 0)), mode="tflite").mod)
+    for seed in (1, 2):
+        x = random_inputs(buf, seed=seed)[0]
+        ref = run_tflite(buf, [x], kernels="reference")
+        np.testing.assert_array_equal(resize_bilinear_int_np(x, size, mode), ref)
+        np.testing.assert_array_equal(run([x])[0], ref)
+
+
+@pytest.mark.parametrize("strides, padding", [(2, "same"), (2, "valid"), (1, "same"), (3, "valid")])
+def test_int8_transpose_conv_integer_kernel(strides, padding):
+    """TRANSPOSE_CONV with a bias (Keras' Conv2DTranspose, random weights and bias) in tflite mode: the
+    integer kernel is used and every value equals TFLite's reference kernel."""
+    import tflite
+    from tvmq.int8 import lower_qdq_to_int8
+    from tvmq.model.frontend import from_tflite
+
+    tf.keras.utils.set_random_seed(strides)
+    layer = tf.keras.layers.Conv2DTranspose(12, 3, strides=strides, padding=padding,
+                                            bias_initializer=tf.keras.initializers.RandomUniform(-1.0, 1.0))
+    model = tf.keras.Sequential([tf.keras.Input((5, 6, 8), batch_size=1), layer])
+    buf = convert(model, [(-2.0, 2.0)])
+    lowering = lower_qdq_to_int8(from_tflite(tflite.Model.GetRootAsModel(buf, 0)), mode="tflite")
+    assert "int8_transpose_conv" in [gv.name_hint for gv in lowering.mod.get_global_vars()]
+    run = build_tvm(lowering.mod)
+    for seed in (1, 2, 3):
+        x = random_inputs(buf, seed=seed)[0]
+        np.testing.assert_array_equal(run([x])[0], run_tflite(buf, [x], kernels="reference"))
