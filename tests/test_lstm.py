@@ -77,6 +77,18 @@ def _random_weights(content: bytes, seed: int) -> bytes:
     return bytes(data)
 
 
+def _batch_of_two(content: bytes) -> bytes:
+    """The LSTM alone with a batch of 2 (its input, states and output reshaped in place)."""
+    data = bytearray(content)
+    _, graph, op = _lstm_op(data)
+    for index in (op.Inputs(0), op.Inputs(18), op.Inputs(19), op.Outputs(0)):
+        tensor = graph.Tensors(index)
+        tensor.ShapeAsNumpy()[0] = 2
+        if tensor.ShapeSignatureLength():
+            tensor.ShapeSignatureAsNumpy()[0] = 2
+    return bytes(data)
+
+
 def _sequences(content: bytes, n: int):
     from ai_edge_litert.interpreter import Interpreter
 
@@ -97,14 +109,15 @@ def _tvm_runner(content: bytes, mode: str):
     return build_tvm(lowering.mod)
 
 
-@pytest.mark.parametrize("variant", ["real", "random_weights"])
+@pytest.mark.parametrize("variant", ["real", "random_weights", "batch_of_two"])
 def test_lstm_alone_equals_litert_and_the_numpy_reference(lstm_alone, variant):
     """Every hidden state of every step, for 4 int8 sequences, equals LiteRT's (which runs the LSTM in
     TFLite's own kernel, XNNPACK or not), from TVM and from :func:`tvmq.int8.lstm.lstm_np`."""
     from tvmq.int8.lstm import lstm_np
     from tvmq.model.lstm import read_integer_lstm
 
-    content = lstm_alone if variant == "real" else _random_weights(lstm_alone, seed=3)
+    content = {"real": lambda c: c, "random_weights": lambda c: _random_weights(c, seed=3),
+               "batch_of_two": _batch_of_two}[variant](lstm_alone)
     layer = read_integer_lstm(*_lstm_op(content))
     run = _tvm_runner(content, "tflite")
     saturated = 0
