@@ -157,7 +157,7 @@ class _Int8Mutator(PyExprMutator):
                 # conv / fully connected + bias
                 for main, bias in ((f.args[0], f.args[1]), (f.args[1], f.args[0])):
                     entry = REWRITES.get(op_name(graph.val(main)))
-                    if entry is not None and entry.bias and entry.root == "relax.quantize":
+                    if entry is not None and entry.bias and entry.root == "relax.quantize" and graph.is_const_deq(bias):
                         bias_q, _, _ = graph.deq_const(bias)
                         kind = entry.kind_of(graph.val(main))
                         result = entry.fn(self.ctx, graph.val(main), out, bias=bias_q.astype(np.int64).ravel())

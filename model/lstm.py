@@ -65,9 +65,13 @@ def integer_lstm_refusal(subgraph, op) -> Optional[str]:
         return "biases not int32"
     if any(_quant(subgraph, ins[p]) is None for p in (_INPUT, _STATE, _CELL)):
         return "activations without one scale"
+    if not (subgraph.Tensors(ins[_STATE]).IsVariable() and subgraph.Tensors(ins[_CELL]).IsVariable()):
+        return "states given as inputs, not kept by the interpreter"
     cell_scale = _quant(subgraph, ins[_CELL])[0]
     if not np.log2(cell_scale).is_integer():
         return "a cell state scale that is not a power of two"
+    if not 0 <= 15 + int(np.log2(cell_scale)) <= 6:
+        return "a cell state scale outside 2**-15 .. 2**-9 (TFLite's tanh takes 0 to 6 integer bits)"
     if len(inter) < 5 or inter[4] < 0 or _quant(subgraph, inter[4]) is None:
         return "no quantized hidden-state intermediate"
     options = _options(op)

@@ -199,7 +199,10 @@ class Reference:
             self._it.set_tensor(detail["index"], np.ascontiguousarray(arr, dtype=detail["dtype"]))
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        """One inference from the model's reset state: TFLite keeps variable tensors (an LSTM's
+        output and cell state) from one invoke to the next, and tvmq starts each inference afresh."""
         self._set(arrays)
+        self._it.reset_all_variables()
         self._it.invoke()
         return [np.array(self._it.get_tensor(d["index"])) for d in self._outputs]
 

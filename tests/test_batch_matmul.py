@@ -52,14 +52,16 @@ def test_batch_matmul_is_integer_and_exact(models, name, mode):
         np.testing.assert_array_equal(ours, ref, err_msg=f"{name}, seed {seed}")
 
 
-def test_a_constant_operand_stays_a_fully_connected_layer():
-    """A matmul by a constant keeps the dense kernel (packed weights), not the product of activations."""
+def test_a_fully_connected_layer_keeps_the_dense_kernel():
+    """A matmul by a constant (the converter writes FULLY_CONNECTED) keeps the dense kernel on packed
+    weights: the product of activations takes only two non-constant operands."""
     import tflite
     from tvmq.int8 import lower_qdq_to_int8
     from tvmq.model.frontend import from_tflite
 
     w = np.random.default_rng(0).uniform(-1, 1, (24, 16)).astype(np.float32)
     buf = convert_function(lambda a: tf.matmul(a, w), ((8, 24),), RANGES[:1])
+    assert op_names(buf) == ["FULLY_CONNECTED"], op_names(buf)
     lowering = lower_qdq_to_int8(from_tflite(tflite.Model.GetRootAsModel(buf, 0)), mode="xnnpack")
     names = [gv.name_hint for gv in lowering.mod.get_global_vars()]
     assert "int8_batch_matmul" not in names and any(n.startswith("int8_dense") for n in names), names

@@ -161,3 +161,23 @@ def test_a_form_tvmq_does_not_compute_is_named(models_dir):
     graph = model.Subgraphs(0)
     _, _, op = _lstm_op(content)
     assert "peephole" in integer_lstm_refusal(graph, op)
+
+
+def test_the_reference_starts_every_inference_from_the_reset_state(lstm_alone):
+    """LiteRT keeps an LSTM's state from one invoke to the next (the second run of one sequence differs
+    from the first); tvmq's reference resets it before each run, so every input is verified as a fresh
+    interpreter computes it, which is what tvmq computes."""
+    from pathlib import Path
+
+    from tvmq.model.loader import LoadedModel
+    from tvmq.model.reference import Reference
+
+    (x,) = _sequences(lstm_alone, 1)
+    fresh = run_tflite_outputs(lstm_alone, [x])[0]
+    loaded = LoadedModel(path=Path("lstm_alone.tflite"), content=lstm_alone, sha256="", source="test")
+    reference = Reference(loaded, num_threads=2)
+    first, second = reference.run([x])[0], reference.run([x])[0]
+    np.testing.assert_array_equal(first, fresh)
+    np.testing.assert_array_equal(second, fresh)
+    reference._it.invoke()  # without the reset, LiteRT carries the state over
+    assert not np.array_equal(reference.tensor(reference.output_indices[0]), fresh)
