@@ -9,6 +9,8 @@ gemmlowp functions the gates use are checked on their own, on every int16 input.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -89,6 +91,21 @@ def _batch_of_two(content: bytes) -> bytes:
     return bytes(data)
 
 
+def _cell_clip(content: bytes, clip: float) -> bytes:
+    """The LSTM with its cell clip set to ``clip`` (the stored float32 option, written in place)."""
+    import struct
+
+    from tvmq.model.lstm import _options
+
+    data = bytearray(content)
+    _, _, op = _lstm_op(data)
+    options = _options(op)
+    offset = options._tab.Offset(6)  # UnidirectionalSequenceLSTMOptions.cell_clip
+    assert offset, "the model stores no cell clip"
+    struct.pack_into("<f", data, options._tab.Pos + offset, clip)
+    return bytes(data)
+
+
 def _sequences(content: bytes, n: int):
     from ai_edge_litert.interpreter import Interpreter
 
@@ -109,7 +126,7 @@ def _tvm_runner(content: bytes, mode: str):
     return build_tvm(lowering.mod)
 
 
-@pytest.mark.parametrize("variant", ["real", "random_weights", "batch_of_two"])
+@pytest.mark.parametrize("variant", ["real", "random_weights", "batch_of_two", "binding_cell_clip"])
 def test_lstm_alone_equals_litert_and_the_numpy_reference(lstm_alone, variant):
     """Every hidden state of every step, for 4 int8 sequences, equals LiteRT's (which runs the LSTM in
     TFLite's own kernel, XNNPACK or not), from TVM and from :func:`tvmq.int8.lstm.lstm_np`."""
@@ -117,7 +134,9 @@ def test_lstm_alone_equals_litert_and_the_numpy_reference(lstm_alone, variant):
     from tvmq.model.lstm import read_integer_lstm
 
     content = {"real": lambda c: c, "random_weights": lambda c: _random_weights(c, seed=3),
-               "batch_of_two": _batch_of_two}[variant](lstm_alone)
+               "batch_of_two": _batch_of_two,
+               # random weights drive the cell past 0.5 (2048 in Q3.12): without the clip tvmq's values differ
+               "binding_cell_clip": lambda c: _cell_clip(_random_weights(c, seed=3), 0.5)}[variant](lstm_alone)
     layer = read_integer_lstm(*_lstm_op(content))
     run = _tvm_runner(content, "tflite")
     saturated = 0
@@ -129,6 +148,10 @@ def test_lstm_alone_equals_litert_and_the_numpy_reference(lstm_alone, variant):
         saturated += int(np.sum(np.abs(ref.astype(int)) == 128))
     if variant == "random_weights":
         assert saturated > 0  # the random weights do drive the hidden state to its limits
+    if variant == "binding_cell_clip":
+        assert layer.cell_clip == 2048
+        unclipped = lstm_np(x, replace(layer, cell_clip=0))
+        assert not np.array_equal(unclipped, ref)
 
 
 def test_the_real_lstm_model_runs_whole_in_tvm_and_says_nine(capsys, tmp_path, models_dir):
