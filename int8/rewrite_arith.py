@@ -158,6 +158,8 @@ def multiply(ctx: RewriteContext, f: relax.Call, out: OutputQuant):
     require(qa.dtype == qb.dtype == out.dtype, "mul of one 8-bit type")
     require(ctx.mode == "tflite" or not xnnpack_takes_mul(qa.scale, qb.scale, out.scale),
             "XNNPACK's MUL: the QDQ form's float32 requantization")
+    # a multiplier past 2**30 (scales like the detector's 1e-33 ones) overflows TFLite's own int32 shift
+    require(_mul_multiplier(qa.scale, qb.scale, out.scale)[1] <= 30, "MUL multiplier out of range")
     shape = tuple(int(d) for d in np.broadcast_shapes(tuple(shape_of(f.args[0])), tuple(shape_of(f.args[1]))))
     xa = ctx.remap(xa) if isinstance(xa, relax.Var) else xa
     xb = ctx.remap(xb) if isinstance(xb, relax.Var) else xb
@@ -172,6 +174,8 @@ def squared_difference(ctx: RewriteContext, f: relax.Call, out: OutputQuant):
     require(diff is not None, "not a squared difference")
     (xa, qa), (xb, qb) = ctx.graph.deq_act(diff.args[0]), ctx.graph.deq_act(diff.args[1])
     require(qa.dtype == qb.dtype == out.dtype == "int8", "int8 squared difference")
+    require(all(m[1] <= 30 for m in _squared_difference_multipliers(qa.scale, qb.scale, out.scale)),
+            "SQUARED_DIFFERENCE multiplier out of range")
     shape = tuple(int(d) for d in np.broadcast_shapes(tuple(shape_of(diff.args[0])), tuple(shape_of(diff.args[1]))))
     params = AddParams(qa, qb, out, "tflite", shape)
     return ctx.call_te(squared_difference_te, ctx.remap(xa), ctx.remap(xb), p=params, name="int8_squared_difference")

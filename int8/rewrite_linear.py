@@ -119,6 +119,7 @@ def _batch_matmul(ctx: RewriteContext, f: relax.Call, out: OutputQuant):
     require(k == shape_of(xb)[-1 if adj_b else -2], "matmul depth")
     require(k * 255 * 255 < 2**31, "accumulator overflow")
     q, shift = rq.linear_multipliers(qa.scale, [qb.scale], out.scale, float_product=True)
+    require(int(shift[0]) <= 30, "batch matmul multiplier out of range")
     epi = Requantization("tflite", out.zero_point, out.qmin, out.qmax, out.dtype, q=int(q[0]), shift=int(shift[0]))
     params = MatmulParams(qa.zero_point, qb.zero_point, adj_a, adj_b, tuple(shape_of(f)))
     return ctx.call_te(batch_matmul_te, ctx.remap(xa), ctx.remap(xb), params=params, epi=epi, name="int8_batch_matmul")
