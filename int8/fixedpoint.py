@@ -15,18 +15,24 @@ import functools
 
 import numpy as np
 
-__all__ = ["logistic_q15", "logistic_table", "tanh_q15", "tanh_table"]
+__all__ = ["logistic_q15", "logistic_table", "rounding_divide_by_pot", "saturate16", "srdhm16", "tanh_q15",
+           "tanh_table", "wrap16"]
 
 _BITS = 16
 
 
-def _wrap(v) -> np.ndarray:
-    """int16 two's-complement wrap (C's conversion of an out-of-range int to int16)."""
+def wrap16(v) -> np.ndarray:
+    """int16 two's-complement wrap (C's conversion of an out-of-range int to int16), as int64."""
     v = np.asarray(v, np.int64)
     return ((v + (1 << 15)) & 0xFFFF) - (1 << 15)
 
 
-def _srdhm(a, b) -> np.ndarray:
+def saturate16(v) -> np.ndarray:
+    """Clamped to the int16 range, as int64."""
+    return np.clip(np.asarray(v, np.int64), -(1 << 15), (1 << 15) - 1)
+
+
+def srdhm16(a, b) -> np.ndarray:
     """``SaturatingRoundingDoublingHighMul`` on int16: ``(a*b + nudge) / 2**15``, truncated toward
     zero, -32768 * -32768 saturated to 32767."""
     a = np.asarray(a, np.int64)
@@ -37,8 +43,8 @@ def _srdhm(a, b) -> np.ndarray:
     return np.where((a == -(1 << 15)) & (b == -(1 << 15)), (1 << 15) - 1, q)
 
 
-def _rdbpot(x, exponent: int) -> np.ndarray:
-    """``RoundingDivideByPOT``: rounding half away from zero."""
+def rounding_divide_by_pot(x, exponent: int) -> np.ndarray:
+    """``RoundingDivideByPOT`` on int64 values (any width): rounding half away from zero."""
     x = np.asarray(x, np.int64)
     mask = (1 << exponent) - 1
     threshold = (mask >> 1) + (x < 0)
@@ -51,15 +57,15 @@ def _mul_pot(x, exponent: int) -> np.ndarray:
     if exponent == 0:
         return x
     if exponent < 0:
-        return _rdbpot(x, -exponent)
+        return rounding_divide_by_pot(x, -exponent)
     threshold = (1 << (_BITS - 1 - exponent)) - 1
-    shifted = np.clip(x * (1 << exponent), -(1 << 15), (1 << 15) - 1)
+    shifted = saturate16(x * (1 << exponent))
     return np.where(x > threshold, (1 << 15) - 1, np.where(x < -threshold, -(1 << 15), shifted))
 
 
 def _const(int32_value: int) -> int:
     """``RescaleConstantInitializer`` for int16: the int32 constant rounded 16 bits to the right."""
-    return int(_rdbpot(np.int64(int32_value), 16))
+    return int(rounding_divide_by_pot(np.int64(int32_value), 16))
 
 
 def _one(integer_bits: int) -> int:
@@ -70,13 +76,13 @@ def _exp_on_interval_between_negative_one_quarter_and_0_excl(a) -> np.ndarray:
     """``exp(a)`` for ``a`` in [-1/4, 0), Q0.15 in and out (a Taylor expansion around -1/8)."""
     constant_term = _const(1895147668)
     constant_1_over_3 = _const(715827883)
-    x = _wrap(a + (1 << 12))  # a + 1/8
-    x2 = _srdhm(x, x)
-    x3 = _srdhm(x2, x)
-    x4 = _srdhm(x2, x2)
+    x = wrap16(a + (1 << 12))  # a + 1/8
+    x2 = srdhm16(x, x)
+    x3 = srdhm16(x2, x)
+    x4 = srdhm16(x2, x2)
     x4_over_4 = _mul_pot(x4, -2)
-    poly = _mul_pot(_wrap(_srdhm(_wrap(x4_over_4 + x3), constant_1_over_3) + x2), -1)
-    return np.clip(constant_term + _srdhm(constant_term, _wrap(x + poly)), -(1 << 15), (1 << 15) - 1)
+    poly = _mul_pot(wrap16(srdhm16(wrap16(x4_over_4 + x3), constant_1_over_3) + x2), -1)
+    return saturate16(constant_term + srdhm16(constant_term, wrap16(x + poly)))
 
 
 _BARREL = ((-2, 1672461947), (-1, 1302514674), (0, 790015084), (1, 290630308), (2, 39332535), (3, 720401),
@@ -88,13 +94,13 @@ def _exp_on_negative_values(a, integer_bits: int) -> np.ndarray:
     frac = 15 - integer_bits
     quarter = 1 << (frac - 2)
     a = np.asarray(a, np.int64)
-    a_mod = _wrap((a & (quarter - 1)) - quarter)
+    a_mod = wrap16((a & (quarter - 1)) - quarter)
     result = _exp_on_interval_between_negative_one_quarter_and_0_excl(_mul_pot(a_mod, integer_bits))
-    remainder = _wrap(a_mod - a)
+    remainder = wrap16(a_mod - a)
     for exponent, multiplier in _BARREL:
         if integer_bits > exponent:
             bit = 1 << (frac + exponent)
-            result = np.where(remainder & bit, _srdhm(result, _const(multiplier)), result)
+            result = np.where(remainder & bit, srdhm16(result, _const(multiplier)), result)
     if integer_bits > 5:
         clamp = _const(-(1 << (36 - integer_bits)))
         result = np.where(a < clamp, 0, result)
@@ -107,17 +113,17 @@ def _newton_raphson_reciprocal(a) -> np.ndarray:
     s = np.asarray(a, np.int64) + _one(0)
     t = s + np.where(s >= 0, 1, -1)  # RoundingHalfSum(a, One): (sum + sign) / 2, truncated
     half_denominator = np.where(t >= 0, t // 2, -((-t) // 2))
-    x = _wrap(_const(1515870810) + _srdhm(half_denominator, _const(-1010580540)))
+    x = wrap16(_const(1515870810) + srdhm16(half_denominator, _const(-1010580540)))
     one_f2 = _one(2)
     for _ in range(3):
-        half_denominator_times_x = _srdhm(half_denominator, x)
-        one_minus = _wrap(one_f2 - half_denominator_times_x)
-        x = _wrap(x + _mul_pot(_srdhm(x, one_minus), 2))
+        half_denominator_times_x = srdhm16(half_denominator, x)
+        one_minus = wrap16(one_f2 - half_denominator_times_x)
+        x = wrap16(x + _mul_pot(srdhm16(x, one_minus), 2))
     return x
 
 
 def _logistic_on_positive_values(a, integer_bits: int) -> np.ndarray:
-    x = _newton_raphson_reciprocal(_exp_on_negative_values(_wrap(-np.asarray(a, np.int64)), integer_bits))
+    x = _newton_raphson_reciprocal(_exp_on_negative_values(wrap16(-np.asarray(a, np.int64)), integer_bits))
     return _mul_pot(x, 1)  # Rescale<0>(ExactMulByPot<-1>(x)): Q1 -> Q0
 
 
@@ -125,9 +131,9 @@ def logistic_q15(raw, integer_bits: int = 3) -> np.ndarray:
     """``gemmlowp::logistic`` of int16 values in Q``integer_bits``: Q0.15 results, int16."""
     a = np.asarray(raw, np.int64)
     positive = a > 0
-    abs_input = np.where(positive, a, _wrap(-a))
+    abs_input = np.where(positive, a, wrap16(-a))
     result_if_positive = _logistic_on_positive_values(abs_input, integer_bits)
-    result_if_negative = _wrap(_one(0) - result_if_positive)
+    result_if_negative = wrap16(_one(0) - result_if_positive)
     out = np.where(a == 0, _const(1 << 30), np.where(positive, result_if_positive, result_if_negative))
     return out.astype(np.int16)
 
@@ -136,11 +142,11 @@ def tanh_q15(raw, integer_bits: int) -> np.ndarray:
     """``gemmlowp::tanh`` of int16 values in Q``integer_bits``: Q0.15 results, int16."""
     a = np.asarray(raw, np.int64)
     negative = a < 0
-    n = np.where(negative, a, _wrap(-a))  # -|a|
+    n = np.where(negative, a, wrap16(-a))  # -|a|
     # neg_tanh_on_negative_values: ExactMulByPot<1> (one more integer bit, same raw value)
     x = _newton_raphson_reciprocal(_exp_on_negative_values(n, integer_bits + 1))
-    t = _mul_pot(_wrap(x - _one(2)), 2)  # Rescale<0>(x - F2::One())
-    out = np.where(a == 0, 0, np.where(negative, _wrap(-t), t))
+    t = _mul_pot(wrap16(x - _one(2)), 2)  # Rescale<0>(x - F2::One())
+    out = np.where(a == 0, 0, np.where(negative, wrap16(-t), t))
     return out.astype(np.int16)
 
 

@@ -28,7 +28,7 @@ import numpy as np
 from tvm import relax, te, tirx
 
 from . import requant as rq
-from .fixedpoint import logistic_table, tanh_table
+from .fixedpoint import logistic_table, saturate16, tanh_table, wrap16
 
 __all__ = ["LstmLayer", "emit_lstm", "lstm_np", "lstm_step_te"]
 
@@ -84,14 +84,6 @@ class LstmLayer:
 
 
 # ----------------------------------------------------------------------------- numpy reference
-def _sat16(v):
-    return np.clip(v, -(1 << 15), (1 << 15) - 1)
-
-
-def _wrap16(v):
-    return np.asarray(v, np.int64).astype(np.int16).astype(np.int64)
-
-
 def lstm_np(x: np.ndarray, layer: LstmLayer) -> np.ndarray:
     """The layer over int8 ``x`` of ``(B, T, I)`` (``(T, B, I)`` when time-major): the hidden
     state of every step, int8."""
@@ -108,12 +100,12 @@ def lstm_np(x: np.ndarray, layer: LstmLayer) -> np.ndarray:
         for g in range(4):
             a_in = xs[:, t] @ layer.w_in[g].astype(np.int64).T + layer.b_in[g]
             a_rec = h @ layer.w_rec[g].astype(np.int64).T + layer.b_rec[g]
-            acc = _sat16(rq.multiply_by_quantized_multiplier(a_in, *layer.in_scale[g]))
-            pre.append(_sat16(rq.multiply_by_quantized_multiplier(a_rec, *layer.rec_scale[g]) + acc) + (1 << 15))
+            acc = saturate16(rq.multiply_by_quantized_multiplier(a_in, *layer.in_scale[g]))
+            pre.append(saturate16(rq.multiply_by_quantized_multiplier(a_rec, *layer.rec_scale[g]) + acc) + (1 << 15))
         i, f, z, o = sig[pre[0]], sig[pre[1]], tanh_gate[pre[2]], sig[pre[3]]
-        c = _wrap16(rq.rounding_divide_by_pot(f * c, 15)) + _wrap16(rq.rounding_divide_by_pot(i * z,
+        c = wrap16(rq.rounding_divide_by_pot(f * c, 15)) + wrap16(rq.rounding_divide_by_pot(i * z,
                                                                                                 30 + layer.cell_scale))
-        c = _sat16(c)
+        c = saturate16(c)
         if layer.cell_clip:
             c = np.clip(c, -layer.cell_clip, layer.cell_clip)
         h = rq.multiply_by_quantized_multiplier(o * tanh_cell[c + (1 << 15)], *layer.hidden_scale).astype(np.int64)

@@ -15,6 +15,7 @@ from tvm import relax, te
 
 from . import requant as rq
 from .params import OutputQuant
+from .fixedpoint import rounding_divide_by_pot, saturate16, srdhm16
 from .patterns import RewriteContext, op_name, prim_value, register_int8, require
 
 __all__ = ["hard_swish_np", "hard_swish_table", "lookup_te"]
@@ -22,31 +23,11 @@ __all__ = ["hard_swish_np", "hard_swish_table", "lookup_te"]
 _I16 = (-(1 << 15), (1 << 15) - 1)
 
 
-def _sat16(v: np.ndarray) -> np.ndarray:
-    return np.clip(v, *_I16)
-
-
-def _rounding_doubling_high_mul16(a: np.ndarray, b: int) -> np.ndarray:
-    """gemmlowp ``SaturatingRoundingDoublingHighMul`` on int16."""
-    ab = a.astype(np.int64) * int(b)
-    nudge = np.where(ab >= 0, 1 << 14, 1 - (1 << 14))
-    s = ab + nudge
-    q = np.where(s >= 0, s // (1 << 15), -((-s) // (1 << 15)))  # C division: toward zero
-    return np.where((a == _I16[0]) & (b == _I16[0]), _I16[1], q)
-
-
 def _doubling_high_mul16(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """TFLite's ``SaturatingDoublingHighMul``: the high half of ``2ab``, rounded toward zero."""
     ab = a.astype(np.int64) * b.astype(np.int64)
     q = np.where(ab >= 0, ab // (1 << 15), -((-ab) // (1 << 15)))
     return np.where((a == _I16[0]) & (b == _I16[0]), _I16[1], q)
-
-
-def _rounding_divide_by_pot(x: np.ndarray, exponent: int) -> np.ndarray:
-    mask = (1 << exponent) - 1
-    remainder = x & mask
-    threshold = (mask >> 1) + (x < 0)
-    return (x >> exponent) + (remainder > threshold)
 
 
 def _int16_multiplier(real: float) -> tuple[int, int]:
@@ -65,17 +46,17 @@ def hard_swish_np(x: np.ndarray, in_scale: float, in_zp: int, out_scale: float, 
     out_q, out_exp = _int16_multiplier(float(hires / f32(out_scale)))
     relu_q, relu_exp = _int16_multiplier(float(hires / f32(3.0 / 32768.0)))
     value = (x.astype(np.int64) - in_zp) * 128  # on the high-resolution input scale: fits int16
-    preshift = _rounding_doubling_high_mul16(value, out_q)
+    preshift = srdhm16(value, out_q)
     reluish = value
     if relu_exp > 0:
-        reluish = _sat16(reluish * (1 << (relu_exp - 1)))
-    reluish = _rounding_doubling_high_mul16(reluish, relu_q)
+        reluish = saturate16(reluish * (1 << (relu_exp - 1)))
+    reluish = srdhm16(reluish, relu_q)
     if relu_exp > 0:
-        reluish = _sat16(reluish * 2)
+        reluish = saturate16(reluish * 2)
     if relu_exp < 0:
-        reluish = _rounding_divide_by_pot(reluish, -relu_exp)
+        reluish = rounding_divide_by_pot(reluish, -relu_exp)
     reluish = (reluish + (1 << 15)) >> 1
-    out = _rounding_divide_by_pot(_doubling_high_mul16(reluish, preshift), -out_exp) + out_zp
+    out = rounding_divide_by_pot(_doubling_high_mul16(reluish, preshift), -out_exp) + out_zp
     info = np.iinfo(dtype)
     return np.clip(out, info.min, info.max).astype(dtype)
 
