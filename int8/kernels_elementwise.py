@@ -1,5 +1,6 @@
-"""TE kernels of the elementwise integer ops: quantized ADD (TFLite's or XNNPACK's scheme) and
-requantization of one tensor to another scale and zero point."""
+"""TE kernels of the elementwise integer ops: quantized ADD (TFLite's or XNNPACK's scheme),
+requantization of one tensor to another scale and zero point, and the 256-entry table lookup of
+an 8-bit unary op (HARD_SWISH, LEAKY_RELU)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from tvm import te, tirx
 from . import requant as rq
 from .params import AddParams, RequantParams, RescaleParams
 
-__all__ = ["add_te", "bcast_index", "requantize_te", "rescale_te", "shifted_rescale_te"]
+__all__ = ["add_te", "bcast_index", "lookup_te", "requantize_te", "rescale_te", "shifted_rescale_te"]
 
 
 def bcast_index(t, out_idx, out_shape):
@@ -93,3 +94,8 @@ def rescale_te(x, p: RescaleParams):
     out = p.out
     return te.compute(x.shape, lambda *i: rq.rescale_fp32_tir(x[i], p.scale, p.bias, out.zero_point, out.qmin, out.qmax,
                                                                out.dtype), name="rescale")
+
+
+def lookup_te(x, table, offset: int):
+    """``table[x - offset]`` elementwise (an 8-bit input indexes a 256-entry table)."""
+    return te.compute(x.shape, lambda *i: table[x(*i).astype("int32") - offset], name="lookup")

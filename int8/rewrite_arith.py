@@ -25,11 +25,10 @@ import numpy as np
 from tvm import relax, te
 
 from . import requant as rq
-from .kernels_elementwise import bcast_index, shifted_rescale_te
+from .kernels_elementwise import bcast_index, lookup_te, shifted_rescale_te
 from .params import AddParams, OutputQuant
 from .patterns import RewriteContext, register_int8, require, shape_of
 from .rewrite_elementwise import operand
-from .rewrite_hard_swish import lookup_te
 
 __all__ = ["leaky_relu_np", "mul_np", "mul_te", "squared_difference_np", "squared_difference_te"]
 

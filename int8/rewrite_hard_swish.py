@@ -11,14 +11,15 @@ lookup. TFLite's reference, optimized and XNNPACK kernels agree on every code, s
 from __future__ import annotations
 
 import numpy as np
-from tvm import relax, te
+from tvm import relax
 
 from . import requant as rq
-from .params import OutputQuant
 from .fixedpoint import rounding_divide_by_pot, saturate16, srdhm16
+from .kernels_elementwise import lookup_te
+from .params import OutputQuant
 from .patterns import RewriteContext, op_name, prim_value, register_int8, require
 
-__all__ = ["hard_swish_np", "hard_swish_table", "lookup_te"]
+__all__ = ["hard_swish_np", "hard_swish_table"]
 
 _I16 = (-(1 << 15), (1 << 15) - 1)
 
@@ -66,11 +67,6 @@ def hard_swish_table(in_scale: float, in_zp: int, out_scale: float, out_zp: int,
     info = np.iinfo(dtype)
     codes = np.arange(info.min, info.max + 1, dtype=np.int64)
     return hard_swish_np(codes, in_scale, in_zp, out_scale, out_zp, dtype)
-
-
-def lookup_te(x, table, offset: int):
-    """``table[x - offset]`` elementwise (an 8-bit input indexes a 256-entry table)."""
-    return te.compute(x.shape, lambda *i: table[x(*i).astype("int32") - offset], name="lookup")
 
 
 def _is_hard_swish_of(graph, f: relax.Call):
