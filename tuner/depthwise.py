@@ -35,9 +35,10 @@ import tvm_ffi
 
 from tvmq.int8.params import DEPTHWISE_RULE
 
+from .rules import SERIAL_ANNOTATION
+
 LANE_CHOICES = (8, 16, 32, 64)  # int32 lanes per vector (widths of 24 and 48 ran 2-4x slower)
 MAX_TILE = 4  # output rows, and columns, per register tile at most
-SERIAL_ANNOTATION = "tvmq_serial"
 PAD_BLOCK = "pad_zp"  # the int8 kernels' zero-point padding (tvmq.int8.kernels_linear)
 
 

@@ -27,6 +27,7 @@ from tvm.s_tir.meta_schedule.schedule_rule import PyScheduleRule
 from .tensor_intrinsics import import_tensor_intrinsics
 
 DOT_ANNOTATION = "tvmq_dot"
+SERIAL_ANNOTATION = "tvmq_serial"  # on a loop: RewriteParallelVectorizeUnroll leaves it serial
 
 
 def _tiling_with(intrin: str) -> ms.schedule_rule.ScheduleRule:
@@ -153,6 +154,43 @@ class ComputeLocationOutsideDots(PyScheduleRule):
         return ComputeLocationOutsideDots()
 
 
+@derived_object
+class SerialSketch(PyScheduleRule):
+    """A serial twin of every sketch: at the root block (the last one MetaSchedule's post-order
+    visits, where ``ParallelizeVectorizeUnroll`` has just asked for parallel loops), return the
+    sketch as it is and a copy whose blocks' outermost loops carry ``tvmq_serial``, which
+    ``RewriteParallelVectorizeUnroll`` leaves serial (the depthwise rule's serial sketches do the
+    same). A parallel loop costs a fork and join on TVM's thread pool, about 0.8 us at 2 threads
+    on a 2-vCPU Zen 4 even with the workers spinning: more than a layer of a few microseconds gains
+    from a second core. The search measures both and keeps the faster, task by task."""
+
+    def _initialize_with_tune_context(self, context) -> None:
+        pass
+
+    def apply(self, sch, block) -> list:
+        if sch.get(block).name_hint != "root" or not _has_parallel_work(sch, block):
+            return [sch]
+        serial = sch.copy()
+        for child in serial.get_child_blocks(block):
+            loops = serial.get_loops(child)
+            if len(loops) > 1 and SERIAL_ANNOTATION not in serial.get(loops[0]).annotations:
+                serial.annotate(loops[0], SERIAL_ANNOTATION, 1)
+        return [sch, serial]
+
+    def clone(self):
+        return SerialSketch()
+
+
+def _has_parallel_work(sch, root) -> bool:
+    """Whether a block under ``root`` has a loop nest the parallelizing postprocessor could split
+    (more than one loop, the outermost not already marked serial)."""
+    for child in sch.get_child_blocks(root):
+        loops = sch.get_loops(child)
+        if len(loops) > 1 and SERIAL_ANNOTATION not in sch.get(loops[0]).annotations:
+            return True
+    return False
+
+
 def _all_blocks(sch) -> list:
     """Every block of every function in the schedule's module."""
     from tvm.tirx import PrimFunc
@@ -173,7 +211,7 @@ def schedule_rules() -> list:
     rules = [ComputeLocationOutsideDots() if type(r).__name__ == "RandomComputeLocation" else r
              for r in ms.schedule_rule.ScheduleRule.create("llvm")]
     at = next(i for i, r in enumerate(rules) if type(r).__name__ == "MultiLevelTiling")
-    return [*rules[:at], TensorizeAnnotatedDot(), *rules[at:]]
+    return [*rules[:at], TensorizeAnnotatedDot(), *rules[at:], SerialSketch()]
 
 
 def postprocs() -> list:
