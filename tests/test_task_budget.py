@@ -1,4 +1,5 @@
-"""Which tasks a tuning budget is spent on (:func:`tvmq.tuner.scheduler.budget_tasks`)."""
+"""Which tasks a tuning budget is spent on (:func:`tvmq.tuner.scheduler.budget_tasks`), and what one
+more round of a task is worth per second (:class:`tvmq.tuner.scheduler.TaskProgress`)."""
 
 from __future__ import annotations
 
@@ -42,3 +43,40 @@ def test_round_size_halves_when_the_search_cannot_reach_every_task():
     assert round_size(32, trials=100_000, budget_s=600) == 32, "10 minutes reach every task with full rounds"
     assert round_size(1, trials=8, budget_s=None) == 8, "never more than the trials"
     assert round_size(5, trials=64, budget_s=None, largest=4) == 4
+
+
+def test_a_round_twice_as_slow_needs_twice_the_gain():
+    """The scheduler buys gain per second: of two tasks with the same history and weight, the one
+    whose rounds take half the time is picked; double the slow task's weight and it ties."""
+    from tvmq.tuner.scheduler import TaskProgress
+
+    p = TaskProgress()
+    for task, secs in ((0, 2.0), (1, 4.0)):
+        for best in (10.0, 8.0, 7.0):
+            p.note(task, [best, best * 1.5], seconds=secs)
+    assert p.gain(0, 1.0) == p.gain(1, 1.0) > 0
+    assert p.gain_per_second(0, 1.0) == 2 * p.gain_per_second(1, 1.0)
+    assert p.gain_per_second(1, 2.0) == p.gain_per_second(0, 1.0)
+
+
+def test_an_untimed_task_is_charged_the_typical_round():
+    from tvmq.tuner.scheduler import TaskProgress
+
+    p = TaskProgress()
+    p.note(0, [5.0], seconds=3.0)
+    p.note(1, [5.0], seconds=5.0)
+    p.note(2, [5.0])  # joined without a timing (dispatched in the same call as another)
+    assert p.seconds_per_round(2) == 4.0
+    assert p.seconds_per_round(0) == 3.0
+
+
+def test_failed_rounds_are_retried_once_then_dropped():
+    import math
+
+    from tvmq.tuner.scheduler import TaskProgress
+
+    p = TaskProgress()
+    p.note(0, [], seconds=1.0)
+    assert math.isinf(p.gain(0, 1.0))
+    p.note(0, [], seconds=1.0)
+    assert p.gain(0, 1.0) == 0.0

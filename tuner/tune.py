@@ -51,6 +51,10 @@ class TuneConfig:
     builder: object | None = None  # an ms Builder; None: a PersistentBuilder owned by the run
     runner: object | None = None  # an ms Runner (e.g. RPC); None: isolated local runner
     runner_timeout_s: float = 30.0
+    min_repeat_ms: int = 20  # each candidate is timed for at least this long: 1,000 runs of a 20 us kernel
+    # (50 ms made the measurement ~half of the runner's ~115 ms per candidate on the built-in model)
+    genetic_iters: int = 3  # evolutionary search generations per round (MetaSchedule's default 4: mutation
+    # then took 15% of a tuning run's time, the largest share after building and measuring)
     build_timeout_s: float = 60.0
     # measure every task's unscheduled kernel before the first trial: about two minutes on an int8
     # mobilenet_v2 on 2 cores, before any trial; off, tasks are ordered by their FLOPs and the
@@ -144,7 +148,7 @@ def device_type(target) -> str:
     return "cpu" if kind in ("llvm", "c") else kind
 
 
-def tune_contexts(tasks, work_dir: Path, seed: int, threads: int, population: int = 128):
+def tune_contexts(tasks, work_dir: Path, seed: int, threads: int, population: int = 128, genetic_iters: int = 3):
     """One TuneContext per task (:func:`.rules.space_generator`, evolutionary search), seeded per task.
 
     MetaSchedule's ``extracted_tasks_to_tune_contexts`` sets up file loggers that break when it
@@ -164,7 +168,8 @@ def tune_contexts(tasks, work_dir: Path, seed: int, threads: int, population: in
     ctxs = [
         ms.TuneContext(mod=t.dispatched[0], target=t.target, space_generator=space_generator(),
                        search_strategy=ms.search_strategy.EvolutionarySearch(
-                           population_size=population, init_min_unmeasured=min(50, population // 2)),
+                           population_size=population, init_min_unmeasured=min(50, population // 2),
+                           genetic_num_iters=genetic_iters),
                        task_name=t.task_name, logger=logger,
                        rand_state=rs, num_threads=threads).clone()
         for t, rs in zip(tasks, seeds)
@@ -360,7 +365,7 @@ def tune(tasks, target, records: Records, config: TuneConfig, console: Console |
     owns_builder = config.builder is None
     builder = config.builder or PersistentBuilder(max_workers=config.builder_workers,
                                                   timeout_sec=config.build_timeout_s)
-    runner = config.runner or make_local_runner(timeout_sec=config.runner_timeout_s)
+    runner = config.runner or make_local_runner(timeout_sec=config.runner_timeout_s, min_repeat_ms=config.min_repeat_ms)
     with _ctrl_c_as_flag() as stop, _native_stderr_to(config.work_dir / "tvm_stderr.log", console):
         try:
             if config.measure_untuned:
@@ -373,7 +378,7 @@ def tune(tasks, target, records: Records, config: TuneConfig, console: Console |
             selected = budget_tasks(selected, [_untuned_cost(infos[i]) for i in selected], config.trials, per_iter)
             patience = config.patience or max(32, 3 * per_iter)
             ctxs, weights = tune_contexts([tasks[i] for i in selected], config.work_dir, config.seed, config.threads,
-                                          config.population)
+                                          config.population, config.genetic_iters)
             result.tuned_task_indices = list(selected)
             columns = [TextColumn("tuning"), BarColumn(), MofNCompleteColumn(), TextColumn("trials"),
                        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[status]}")]
