@@ -92,7 +92,10 @@ def curve(args, console: Console) -> dict:
         budget = minutes * 60 - spent
         if budget <= 1:
             continue
-        r = run(console, model=args.model, db=db, budget=budget, out_dir=out / f"curve_{minutes:g}m", **common)
+        # each segment after the first goes on searching every task (--retune), from what the database
+        # holds: without it, a task with records is not searched again and the later segments tune nothing
+        r = run(console, model=args.model, db=db, budget=budget, out_dir=out / f"curve_{minutes:g}m",
+                retune=bool(points), **common)
         spent += r["timings_s"].get("tune", budget)
         trials += r["tuning"]["trials"]
         lat = r["latency_ms"]

@@ -27,7 +27,9 @@ from tvm.s_tir.meta_schedule.schedule_rule import PyScheduleRule
 from .tensor_intrinsics import import_tensor_intrinsics
 
 DOT_ANNOTATION = "tvmq_dot"
-SERIAL_ANNOTATION = "tvmq_serial"  # on a loop: RewriteParallelVectorizeUnroll leaves it serial
+SERIAL_ANNOTATION = "tvmq_serial"  # on a loop: RewriteParallelVectorizeUnroll leaves it serial; on a
+# root block: SerialWhereAsked drops the parallel request
+PARALLEL_REQUEST = "meta_schedule.parallel"  # ParallelizeVectorizeUnroll's annotation of the root block
 
 
 def _tiling_with(intrin: str) -> ms.schedule_rule.ScheduleRule:
@@ -158,37 +160,58 @@ class ComputeLocationOutsideDots(PyScheduleRule):
 class SerialSketch(PyScheduleRule):
     """A serial twin of every sketch: at the root block (the last one MetaSchedule's post-order
     visits, where ``ParallelizeVectorizeUnroll`` has just asked for parallel loops), return the
-    sketch as it is and a copy whose blocks' outermost loops carry ``tvmq_serial``, which
-    ``RewriteParallelVectorizeUnroll`` leaves serial (the depthwise rule's serial sketches do the
-    same). A parallel loop costs a fork and join on TVM's thread pool, about 0.8 us at 2 threads
-    on a 2-vCPU Zen 4 even with the workers spinning: more than a layer of a few microseconds gains
-    from a second core. The search measures both and keeps the faster, task by task."""
+    sketch as it is and a copy whose root carries ``tvmq_serial``; :class:`SerialWhereAsked`
+    then drops that copy's request for parallel loops. A parallel loop costs a fork and join on
+    TVM's thread pool, about 0.8 us at 2 threads on a 2-vCPU Zen 4 even with the workers
+    spinning: more than a layer of a few microseconds gains from a second core. The search
+    measures both and keeps the faster, task by task.
+
+    The twin adds one instruction to the trace, an annotation of the root block. Looking up
+    loops here would record how many there were, and a mutated compute location changes that
+    count: the replay of such a trace fails (it stopped a 20-minute tuning run). A sketch whose
+    loops a rule of its own already made parallel or serial (the depthwise rule, which returns
+    both) gets no twin."""
 
     def _initialize_with_tune_context(self, context) -> None:
         pass
 
     def apply(self, sch, block) -> list:
-        if sch.get(block).name_hint != "root" or not _has_parallel_work(sch, block):
+        if sch.get(block).name_hint != "root":
+            return [sch]
+        text = sch.mod.script()
+        if "T.parallel(" in text or SERIAL_ANNOTATION in text:
             return [sch]
         serial = sch.copy()
-        for child in serial.get_child_blocks(block):
-            loops = serial.get_loops(child)
-            if len(loops) > 1 and SERIAL_ANNOTATION not in serial.get(loops[0]).annotations:
-                serial.annotate(loops[0], SERIAL_ANNOTATION, 1)
+        serial.annotate(block, SERIAL_ANNOTATION, 1)
         return [sch, serial]
 
     def clone(self):
         return SerialSketch()
 
 
-def _has_parallel_work(sch, root) -> bool:
-    """Whether a block under ``root`` has a loop nest the parallelizing postprocessor could split
-    (more than one loop, the outermost not already marked serial)."""
-    for child in sch.get_child_blocks(root):
-        loops = sch.get_loops(child)
-        if len(loops) > 1 and SERIAL_ANNOTATION not in sch.get(loops[0]).annotations:
-            return True
-    return False
+@derived_object
+class SerialWhereAsked(PyPostproc):
+    """Remove ``ParallelizeVectorizeUnroll``'s request for parallel loops from a root block that
+    :class:`SerialSketch` marked serial; vectorizing and unrolling stay. Runs before
+    ``RewriteParallelVectorizeUnroll``, which then makes no loop parallel."""
+
+    def _initialize_with_tune_context(self, context) -> None:
+        pass
+
+    def apply(self, sch) -> bool:
+        from tvm.tirx import PrimFunc
+
+        for gv, func in sch.mod.functions_items():
+            if not isinstance(func, PrimFunc):
+                continue
+            root = sch.get_sblock("root", func_name=gv.name_hint)
+            ann = sch.get(root).annotations
+            if SERIAL_ANNOTATION in ann and PARALLEL_REQUEST in ann:
+                sch.unannotate(root, PARALLEL_REQUEST)
+        return True
+
+    def clone(self):
+        return SerialWhereAsked()
 
 
 def _all_blocks(sch) -> list:
@@ -216,6 +239,8 @@ def schedule_rules() -> list:
 
 def postprocs() -> list:
     procs = list(ms.postproc.Postproc.create("llvm"))
+    par = next(i for i, p in enumerate(procs) if type(p).__name__ == "RewriteParallelVectorizeUnroll")
+    procs.insert(par, SerialWhereAsked())
     at = next(i for i, p in enumerate(procs) if type(p).__name__ == "RewriteReductionBlock") + 1
     return [*procs[:at], UnrollAroundTensorized(), ms.postproc.RewriteTensorize(vectorize_init_loop=True),
             RequireTensorized(), *procs[at:]]
