@@ -174,9 +174,11 @@ def test_release_twice_then_a_perturbed_baseline(tmp_path, capsys, model_factory
         assert all((tmp_path / "first" / p["page"]).is_file() for p in first["pairs"])
 
     # A tiny model (tens of microseconds) on a shared host: only a gross change is the gate's business here.
+    # Its ratio to TFLite moved 1.31x -> 2.36x between two runs of one build in a CI simulation (2-vCPU Zen 4),
+    # so the rerun is gated at 1.95x; the quartered baseline below is still caught at 0.6.
     plan = tmp_path / "local.toml"
     code, out = _release(capsys, [plan, "--out", tmp_path / "second", "--baseline", tmp_path / "first",
-                                  "--threshold", "0.6"])
+                                  "--threshold", "0.95"])
     assert code == 0, out[-3000:]
     second = json.loads((tmp_path / "second" / "summary.json").read_text())
     again = {(p["model"], p["mode"]): p for p in second["pairs"]}
