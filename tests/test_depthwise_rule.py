@@ -8,10 +8,8 @@ import numpy as np
 import pytest
 
 
-@pytest.fixture(scope="module")
-def depthwise_funcs():
-    """The built-in int8 model's depthwise kernels for this host (they run here), by name, and the
-    target."""
+def builtin_kernels():
+    """The built-in int8 model's kernels for this host (they run here), by name, and the target."""
     import tvm
 
     from tvmq.model import inspect_model, load_model
@@ -25,9 +23,15 @@ def depthwise_funcs():
     prepared = prepare(loaded, inspect_model(loaded), profile, CodegenOptions(int8=True, requant="xnnpack"), quiet)
     target = profile.tvm_target(2)
     lowered = lower(prepared, target, quiet)
-    funcs = {gv.name_hint: f for gv, f in lowered.mod.functions_items()
-             if isinstance(f, tvm.tirx.PrimFunc) and "depthwise" in gv.name_hint}
+    funcs = {gv.name_hint: f for gv, f in lowered.mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc)}
     return funcs, target
+
+
+@pytest.fixture(scope="module")
+def depthwise_funcs():
+    """The built-in int8 model's depthwise kernels for this host, by name, and the target."""
+    funcs, target = builtin_kernels()
+    return {name: f for name, f in funcs.items() if "depthwise" in name}, target
 
 
 def _schedule_of(func):

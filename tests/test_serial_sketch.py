@@ -7,27 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from .test_depthwise_rule import _arrays, _run
+from .test_depthwise_rule import _arrays, _run, builtin_kernels
 
 
 @pytest.fixture(scope="module")
 def kernels():
     """The built-in int8 model's kernels for this host, by name, and the target."""
-    import tvm
-
-    from tvmq.model import inspect_model, load_model
-    from tvmq.options import CodegenOptions
-    from tvmq.stages import Steps, lower, prepare
-    from tvmq.targets import resolve_target
-
-    loaded = load_model("builtin:mobilenet_v2_0.35_96")
-    profile, _ = resolve_target("native", num_cores=2)
-    quiet = Steps.quiet()
-    prepared = prepare(loaded, inspect_model(loaded), profile, CodegenOptions(int8=True, requant="xnnpack"), quiet)
-    target = profile.tvm_target(2)
-    lowered = lower(prepared, target, quiet)
-    funcs = {gv.name_hint: f for gv, f in lowered.mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc)}
-    return funcs, target
+    return builtin_kernels()
 
 
 def _parallel_loops(mod) -> int:

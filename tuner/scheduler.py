@@ -82,14 +82,12 @@ class TaskProgress:
         self.alpha = alpha
         self.window = window
         self.history: dict[int, list[float]] = {}  # task -> best latency (ms) after each of its rounds
-        self.rounds: dict[int, int] = {}
         self.failed_rounds: dict[int, int] = {}
         self.seconds: dict[int, list[float]] = {}  # task -> wall-clock seconds of each of its rounds
 
     def note(self, task_id: int, latencies_ms: list[float], seconds: float | None = None) -> None:
         hist = self.history.setdefault(task_id, [])
         hist.append(min([*latencies_ms, *(hist[-1:] or [math.inf])]))
-        self.rounds[task_id] = self.rounds.get(task_id, 0) + 1
         if not latencies_ms:
             self.failed_rounds[task_id] = self.failed_rounds.get(task_id, 0) + 1
         if seconds is not None and seconds > 0:
@@ -103,7 +101,7 @@ class TaskProgress:
             return math.inf if self.failed_rounds.get(task_id, 0) < 2 else 0.0
         w = min(self.window, len(hist) - 1)
         backward = (hist[-1 - w] - hist[-1]) / w if w > 0 else 0.0
-        forward = hist[-1] / (self.rounds[task_id] + 1)
+        forward = hist[-1] / (len(hist) + 1)  # one entry per round
         return weight * (self.alpha * backward + (1 - self.alpha) * forward)
 
     def seconds_per_round(self, task_id: int) -> float:
