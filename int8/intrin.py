@@ -56,6 +56,15 @@ TVM 0.27's own ``dot_16x4_vnni`` does not compile with its LLVM 22 (``vpdpbusd.5
 TVMScript text rather than decorated functions: the decorator inspects the whole call stack,
 which takes minutes in a process that has imported TensorFlow.
 
+Depthwise convolutions have intrinsics of their own (:data:`DEPTHWISE`): one vector of channels
+times one vector of weights, four taps per channel,
+
+    C[i] += sum_k ((A[i] >> 8k) & 255) * int32(B[i, k])        i < lanes (channels), k < 4
+
+(written as Relax lowers it: int64 loops, so the shift and the product promoted to int64) where each int32 ``A[i]`` holds four unsigned bytes, the activation of channel ``i`` at four
+consecutive input columns (packed by the depthwise kernel, :mod:`.kernels_linear`), and ``B`` the
+matching weights. On VNNI that is one ``vpdpbusd`` on the packed word as it is.
+
 Importing this module registers them all.
 """
 
@@ -64,7 +73,7 @@ from __future__ import annotations
 import tvm
 from tvm.s_tir import TensorIntrin
 
-__all__ = ["INTRINSICS", "register_all"]
+__all__ = ["DEPTHWISE", "DEPTHWISE_LANES", "INTRINSICS", "register_all"]
 
 # name -> (A dtype, B dtype, lanes, layout, saturating, activation offset)
 INTRINSICS: dict[str, tuple[str, str, int, str, bool, int]] = {}
@@ -180,6 +189,37 @@ def _register(name: str, a: str, b: str, lanes: int, layout: str, impl: str, sat
     INTRINSICS[name] = (a, b, lanes, layout, saturating, a_offset)
 
 
+# scheme -> the depthwise intrinsic (four taps of packed unsigned bytes per channel, see the module docstring)
+DEPTHWISE: dict[str, str] = {}
+DEPTHWISE_LANES: dict[str, int] = {}  # intrinsic -> channels per call
+
+# the accumulators are a local buffer (registers), as the depthwise rule sets them
+_DEPTHWISE_SIGNATURE = ('A: T.Buffer(({n},), "int32", offset_factor=1), B: T.Buffer(({n}, 4), "int8", offset_factor=1), '
+                        'C: T.Buffer(({n},), "int32", offset_factor=1, scope="local")')
+_DEPTHWISE_READS = "T.reads(C[0:{n}], A[0:{n}], B[0:{n}, 0:4])"
+_DEPTHWISE_DESC = '''
+    for i, k in T.grid(T.int64({n}), T.int64(4)):
+        with T.sblock("update"):
+            vi, vk = T.axis.remap("SR", [i, k])
+            C[vi] = T.Cast("int32", T.Cast("int64", C[vi]) + T.bitwise_and(T.shift_right(
+                T.Cast("int64", A[vi]), vk * T.int64(8)), T.int64(255)) * T.Cast("int64", T.Cast("int32", B[vi, vk])))'''
+_DEPTHWISE_IMPL = {
+    "vpdpbusd": '''
+    C[T.Ramp(0, 1, 16)] = T.call_llvm_pure_intrin("int32x16", "llvm.x86.avx512.vpdpbusd.512",
+        C[T.Ramp(0, 1, 16)], T.reinterpret("uint8x64", A[T.Ramp(0, 1, 16)]), B[0, T.Ramp(0, 1, 64)])''',
+}
+
+
+def _register_depthwise(scheme: str, name: str, lanes: int, impl: str) -> None:
+    layout = "depthwise"
+    _SIGNATURE[layout], _READS[layout] = _DEPTHWISE_SIGNATURE, _DEPTHWISE_READS
+    fmt = dict(n=lanes)
+    TensorIntrin.register(name, _parse(layout, _DEPTHWISE_DESC, fmt), _parse(layout, _DEPTHWISE_IMPL[impl], fmt),
+                          override=True)
+    DEPTHWISE[scheme] = name
+    DEPTHWISE_LANES[name] = lanes
+
+
 def register_all() -> None:
     """Register every tvmq intrinsic (idempotent)."""
     if INTRINSICS:
@@ -194,6 +234,7 @@ def register_all() -> None:
     _register("tvmq_dot_vnni_i8u8", "int8", "uint8", 16, "row", "vpdpbusd_swapped")
     _register("tvmq_dot_sdot_i8i8", "int8", "int8", 4, "row", "sdot")
     _register("tvmq_dot_udot_u8u8", "uint8", "uint8", 4, "row", "udot")
+    _register_depthwise("vnni", "tvmq_dwdot_vnni", 16, "vpdpbusd")
 
 
 register_all()

@@ -6,10 +6,13 @@ from __future__ import annotations
 from tvm import te, tirx, topi
 
 from . import requant as rq
-from .params import DEPTHWISE_RULE, ConvParams, DotParams, LinearParams, MatmulParams, Requantization
+from .params import DEPTHWISE_RULE, ConvParams, DotParams, LinearParams, MatmulParams, Requantization, TapsParams
 
-__all__ = ["batch_matmul_te", "conv2d_dot_te", "conv2d_te", "conv_window_sum_te", "dense_dot_te", "dense_te",
-           "dense_window_sum_te", "epilogue_expr"]
+__all__ = ["DEPTHWISE_INTRIN", "TAPS_BLOCK", "batch_matmul_te", "conv2d_dot_te", "conv2d_te", "conv_window_sum_te",
+           "dense_dot_te", "dense_te", "dense_window_sum_te", "depthwise_taps_te", "epilogue_expr"]
+
+TAPS_BLOCK = "taps"  # the depthwise kernel's packed activations (:func:`depthwise_taps_te`)
+DEPTHWISE_INTRIN = "tvmq_dwdot"  # annotation of its accumulation block: the intrinsic to tensorize with
 
 
 def _i32(e):
@@ -72,6 +75,48 @@ def conv2d_te(x, w, bias, *tens, params: LinearParams, epi: Requantization):
     acc = te.compute((n, oh, ow, oc), lambda b, i, j, o: te.sum(term(b, i, j, o), axis=axes),
                      name="acc", attrs={"schedule_rule": DEPTHWISE_RULE} if depthwise else None)
     return te.compute((n, oh, ow, oc), lambda b, i, j, o: epilogue_expr(acc[b, i, j, o] + bias[o], o, epi, tens),
+                      name="requant")
+
+
+def depthwise_taps_te(x, w8, bias, *tens, params: TapsParams, epi: Requantization):
+    """A 3-column depthwise convolution (NHWC, stride and dilation 1) on a depthwise intrinsic
+    (:data:`tvmq.int8.intrin.DEPTHWISE`: four taps of unsigned bytes per channel and word).
+
+    ``taps[b, r, p, c]`` packs the activation of channel ``c`` at padded row ``r`` and the four
+    padded columns ``2p .. 2p+3``, each plus ``a_offset`` (so unsigned), into one int32: output
+    column ``2p`` reads its three taps from bytes 0-2 of that word and column ``2p+1`` from bytes
+    1-3, so one packed word serves two outputs, and one padded row all the window rows that meet
+    it. ``w8[rh, q, c, k]`` holds the weights (minus their zero point) at byte ``k`` for an
+    output column of parity ``q`` (zero at the byte it does not read), packed at compile time.
+    The zero-point padding is computed as the words are packed: there is no padded copy.
+    ``acc`` is then ``sum((x + a_offset) * (w - zp_w))``; ``bias`` holds the rest (``-(zp_x +
+    a_offset) * sum(w - zp_w)``, and the layer's bias), and the requantization follows."""
+    conv = params.conv
+    n, h, wd, c = (int(v) for v in x.shape)
+    kh = int(w8.shape[0])
+    pt, pl, pb, pr = conv.padding
+    oh, ow = h + pt + pb - kh + 1, wd + pl + pr - 2
+    pad = params.zp_x + params.a_offset
+
+    def pack(b, r, p, ch):
+        word = None
+        for k in range(4):
+            col = 2 * p + k - pl
+            inside = tirx.all(r >= pt, r < h + pt, col >= 0, col < wd)
+            byte = tirx.if_then_else(inside, _i32(x[b, r - pt, col, ch]) + params.a_offset, pad)
+            term = byte << (8 * k) if k else byte
+            word = term if word is None else word | term
+        return word
+
+    taps = te.compute((n, h + pt + pb, (ow + 1) // 2, c), pack, name=TAPS_BLOCK)
+    rh = te.reduce_axis((0, kh), "rh")
+    rk = te.reduce_axis((0, 4), "rk")
+    acc = te.compute(
+        (n, oh, ow, c),
+        lambda b, i, j, o: te.sum(((taps[b, i + rh, j // 2, o] >> (rk * 8)) & 255) * _i32(w8[rh, j % 2, o, rk]),
+                                  axis=[rh, rk]),
+        name="acc", attrs={"schedule_rule": DEPTHWISE_RULE, DEPTHWISE_INTRIN: params.intrin})
+    return te.compute((n, oh, ow, c), lambda b, i, j, o: epilogue_expr(acc[b, i, j, o] + bias[o], o, epi, tens),
                       name="requant")
 
 

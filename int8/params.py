@@ -13,7 +13,7 @@ import numpy as np
 
 from . import requant as rq
 
-__all__ = ["DEPTHWISE_RULE", "INT_RANGES", "AddParams", "ConvParams", "DotParams", "LinearParams", "MatmulParams",
+__all__ = ["DEPTHWISE_RULE", "INT_RANGES", "AddParams", "ConvParams", "DotParams", "LinearParams", "MatmulParams", "TapsParams",
            "MeanParams", "OutputQuant", "PoolParams", "QuantParams", "RequantParams", "Requantization"]
 
 # The MetaSchedule custom schedule rule (:mod:`tvmq.tuner.depthwise`, registered for each target key
@@ -107,6 +107,20 @@ class LinearParams:
     zp_w: int
     symmetric: bool
     conv: Optional[ConvParams] = None
+
+
+@dataclass(frozen=True)
+class TapsParams:
+    """A depthwise convolution on a depthwise intrinsic (:data:`.intrin.DEPTHWISE`): the
+    activation's zero point, the offset that makes it unsigned (128 for int8, 0 for uint8), the
+    intrinsic, and the convolution (stride and dilation 1, three columns, channels a multiple of
+    ``lanes``)."""
+
+    zp_x: int
+    a_offset: int
+    intrin: str
+    lanes: int
+    conv: ConvParams
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,12 @@ from typing import Optional
 import numpy as np
 from tvm import relax
 
-from . import dot
+from . import dot, intrin
 from . import requant as rq
 from .kernels_linear import (batch_matmul_te, conv2d_dot_te, conv2d_te, conv_window_sum_te, dense_dot_te, dense_te,
-                             dense_window_sum_te)
-from .params import ConvParams, DotParams, LinearParams, MatmulParams, OutputQuant, QuantParams, Requantization
+                             dense_window_sum_te, depthwise_taps_te)
+from .params import (INT_RANGES, ConvParams, DotParams, LinearParams, MatmulParams, OutputQuant, QuantParams,
+                     Requantization, TapsParams)
 from .patterns import RewriteContext, per_channel, register_int8, require, shape_of
 
 __all__ = ["conv2d", "linear_layer", "matmul", "requantization_of"]
@@ -159,6 +160,8 @@ def _lower_linear(ctx: RewriteContext, layer: _Layer, out: OutputQuant, x_in=Non
         choice = dot.choose(ctx.scheme, layer.xq.dtype, layer.w, layer.w_zp)
     if choice is not None:
         return _lower_dot(ctx, layer, x_in, epi, tensors, choice, rows)
+    if _fits_depthwise_intrin(ctx.scheme, layer):
+        return _lower_depthwise_taps(ctx, layer, x_in, epi, tensors)
     wsum = layer.w.astype(np.int64).reshape(-1, layer.oc).sum(axis=0)
     bias_eff = layer.bias - layer.xq.zero_point * wsum if layer.symmetric else layer.bias
     require(np.all(np.abs(bias_eff) < 2**31), "bias overflow")
@@ -205,6 +208,46 @@ def _lower_dot(ctx: RewriteContext, layer: _Layer, x_in, epi: Requantization, te
     args = (x_in, relax.const(packed), relax.const(bias_eff.astype(np.int32)), *extra, *tensors)
     te_fn, name = (conv2d_dot_te, "int8_conv2d") if conv is not None else (dense_dot_te, "int8_dense")
     return ctx.call_te(te_fn, *args, params=params, epi=epi, name=name)
+
+
+_TAPS_LANES = 16
+
+
+def _fits_depthwise_intrin(scheme, layer: _Layer) -> bool:
+    """Whether a depthwise convolution runs on the scheme's depthwise intrinsic: one filter per
+    channel, three columns, stride and dilation 1, a multiple of 16 channels, and weights that
+    stay int8 once their zero point is subtracted."""
+    conv = layer.conv
+    if scheme not in intrin.DEPTHWISE or conv is None or conv.groups == 1:
+        return False
+    kh, kw, icg, oc = layer.w.shape
+    if icg != 1 or oc != conv.groups or kw != 3 or oc % _TAPS_LANES:
+        return False
+    if tuple(conv.strides) != (1, 1) or tuple(conv.dilation) != (1, 1):
+        return False
+    b = layer.w.astype(np.int64) - layer.w_zp
+    lo, hi = INT_RANGES["int8"]
+    return bool(b.min() >= lo and b.max() <= hi)
+
+
+def _lower_depthwise_taps(ctx: RewriteContext, layer: _Layer, x_in, epi: Requantization, tensors):
+    """A depthwise convolution on the depthwise intrinsic (:func:`.kernels_linear.depthwise_taps_te`):
+    the weights minus their zero point packed per output column parity, and the activation's
+    offsets folded into the bias."""
+    kh, kw, _, oc = layer.w.shape
+    b = (layer.w.astype(np.int64) - layer.w_zp)[:, :, 0, :]  # (kh, 3, C)
+    w8 = np.zeros((kh, 2, oc, 4), np.int64)
+    for k in range(kw):
+        w8[:, 0, :, k] = b[:, k, :]
+        w8[:, 1, :, k + 1] = b[:, k, :]
+    a_offset = 128 if layer.xq.dtype == "int8" else 0
+    bias_eff = layer.bias - (layer.xq.zero_point + a_offset) * b.sum(axis=(0, 1))
+    require(np.all(np.abs(bias_eff) < 2**31), "bias overflow")
+    name = intrin.DEPTHWISE[ctx.scheme]
+    ctx.intrinsics[name] += 1
+    params = TapsParams(layer.xq.zero_point, a_offset, name, _TAPS_LANES, layer.conv)
+    return ctx.call_te(depthwise_taps_te, x_in, relax.const(w8.astype(np.int8)), relax.const(bias_eff.astype(np.int32)),
+                       *tensors, params=params, epi=epi, name="int8_depthwise_conv2d")
 
 
 def _float_product(layer: _Layer) -> bool:

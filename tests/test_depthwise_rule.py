@@ -87,6 +87,39 @@ def _run(func, target, arrays) -> np.ndarray:
     return tensors[-1].numpy()
 
 
+def _packs_taps(func) -> bool:
+    """Whether a depthwise kernel is the packed-taps form (a depthwise intrinsic)."""
+    from tvmq.int8.kernels_linear import TAPS_BLOCK
+
+    try:
+        _schedule_of(func).get_sblock(TAPS_BLOCK)
+    except Exception:  # noqa: BLE001 - tvm raises its own error for a missing block
+        return False
+    return True
+
+
+def test_stride_one_layers_use_the_depthwise_intrinsic_where_the_scheme_has_one(depthwise_funcs):
+    """On VNNI the stride-1 layers (all of the built-in model's have 16k channels) pack taps for
+    ``vpdpbusd``; stride-2 layers, and schemes without a depthwise intrinsic, keep the vector loops."""
+    from tvmq.int8.intrin import DEPTHWISE
+    from tvmq.targets import resolve_target
+
+    funcs, _ = depthwise_funcs
+    scheme = resolve_target("native", num_cores=2)[0].int8_scheme
+    from tvm.s_tir import meta_schedule as ms
+
+    def stride(func) -> int:
+        out_height = int(ms.arg_info.ArgInfo.from_prim_func(func)[-1].shape[1])
+        return round(_input_height(func) / out_height)
+
+    strides = {name: stride(f) for name, f in funcs.items()}
+    packed = {name for name, f in funcs.items() if _packs_taps(f)}
+    if scheme in DEPTHWISE:
+        assert packed == {name for name, s in strides.items() if s == 1} and packed
+    else:
+        assert not packed
+
+
 def _loop_kinds_around(sch, block_name: str) -> list:
     return [sch.get(loop).kind for loop in sch.get_loops(sch.get_sblock(block_name))]
 
@@ -124,8 +157,13 @@ def test_every_sketch_is_vectorized_over_channels_and_exact(depthwise_funcs, str
         assert len(sketches) >= 2
         for sch in sketches:
             assert all(p.apply(sch) for p in ctx.space_generator.postprocs)
-            kinds = _loop_kinds_around(sch, "acc_update")
-            assert kinds[-1] == ForKind.VECTORIZED, kinds  # the channels, in one vector
+            if _packs_taps(func):  # the channels in one call of the depthwise intrinsic, the words vectorized
+                kinds = _loop_kinds_around(sch, "acc_o_update")
+                assert "llvm.x86.avx512.vpdpbusd.512" in sch.mod.script()
+                assert _loop_kinds_around(sch, "taps")[-1] == ForKind.VECTORIZED
+            else:
+                kinds = _loop_kinds_around(sch, "acc_update")
+                assert kinds[-1] == ForKind.VECTORIZED, kinds  # the channels, in one vector
             parallel = ForKind.PARALLEL in kinds
             seen_parallel.add(parallel)
             np.testing.assert_array_equal(_run(sch.mod["main"], target, arrays), expected)
