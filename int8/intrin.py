@@ -63,7 +63,8 @@ times one vector of weights, four taps per channel,
 
 (written as Relax lowers it: int64 loops, so the shift and the product promoted to int64) where each int32 ``A[i]`` holds four unsigned bytes, the activation of channel ``i`` at four
 consecutive input columns (packed by the depthwise kernel, :mod:`.kernels_linear`), and ``B`` the
-matching weights. On VNNI that is one ``vpdpbusd`` on the packed word as it is.
+matching weights. On VNNI that is one ``vpdpbusd`` on the packed word as it is; Arm's ``sdot`` reads
+the bytes as signed, ``(((A[i] >> 8k) & 255) ^ 128) - 128`` (four channels per call).
 
 Importing this module registers them all.
 """
@@ -73,7 +74,7 @@ from __future__ import annotations
 import tvm
 from tvm.s_tir import TensorIntrin
 
-__all__ = ["DEPTHWISE", "DEPTHWISE_LANES", "INTRINSICS", "register_all"]
+__all__ = ["DEPTHWISE", "DEPTHWISE_LANES", "DEPTHWISE_SIGNED", "INTRINSICS", "register_all"]
 
 # name -> (A dtype, B dtype, lanes, layout, saturating, activation offset)
 INTRINSICS: dict[str, tuple[str, str, int, str, bool, int]] = {}
@@ -192,6 +193,7 @@ def _register(name: str, a: str, b: str, lanes: int, layout: str, impl: str, sat
 # scheme -> the depthwise intrinsic (four taps of packed unsigned bytes per channel, see the module docstring)
 DEPTHWISE: dict[str, str] = {}
 DEPTHWISE_LANES: dict[str, int] = {}  # intrinsic -> channels per call
+DEPTHWISE_SIGNED: dict[str, bool] = {}  # intrinsic -> whether it reads the packed bytes as signed
 
 # the accumulators are a local buffer (registers), as the depthwise rule sets them
 _DEPTHWISE_SIGNATURE = ('A: T.Buffer(({n},), "int32", offset_factor=1), B: T.Buffer(({n}, 4), "int8", offset_factor=1), '
@@ -203,21 +205,33 @@ _DEPTHWISE_DESC = '''
             vi, vk = T.axis.remap("SR", [i, k])
             C[vi] = T.Cast("int32", T.Cast("int64", C[vi]) + T.bitwise_and(T.shift_right(
                 T.Cast("int64", A[vi]), vk * T.int64(8)), T.int64(255)) * T.Cast("int64", T.Cast("int32", B[vi, vk])))'''
+# the signed form: byte k of A as int8, (((A >> 8k) & 255) ^ 128) - 128
+_DEPTHWISE_DESC_SIGNED = '''
+    for i, k in T.grid(T.int64({n}), T.int64(4)):
+        with T.sblock("update"):
+            vi, vk = T.axis.remap("SR", [i, k])
+            C[vi] = T.Cast("int32", T.Cast("int64", C[vi]) + (T.bitwise_xor(T.bitwise_and(T.shift_right(
+                T.Cast("int64", A[vi]), vk * T.int64(8)), T.int64(255)), T.int64(128)) - T.int64(128))
+                * T.Cast("int64", T.Cast("int32", B[vi, vk])))'''
 _DEPTHWISE_IMPL = {
     "vpdpbusd": '''
     C[T.Ramp(0, 1, 16)] = T.call_llvm_pure_intrin("int32x16", "llvm.x86.avx512.vpdpbusd.512",
         C[T.Ramp(0, 1, 16)], T.reinterpret("uint8x64", A[T.Ramp(0, 1, 16)]), B[0, T.Ramp(0, 1, 64)])''',
+    "sdot": '''
+    C[T.Ramp(0, 1, 4)] = T.call_llvm_pure_intrin("int32x4", "llvm.aarch64.neon.sdot.v4i32.v16i8",
+        C[T.Ramp(0, 1, 4)], T.reinterpret("int8x16", A[T.Ramp(0, 1, 4)]), B[0, T.Ramp(0, 1, 16)])''',
 }
 
 
-def _register_depthwise(scheme: str, name: str, lanes: int, impl: str) -> None:
+def _register_depthwise(scheme: str, name: str, lanes: int, impl: str, signed: bool = False) -> None:
     layout = "depthwise"
     _SIGNATURE[layout], _READS[layout] = _DEPTHWISE_SIGNATURE, _DEPTHWISE_READS
     fmt = dict(n=lanes)
-    TensorIntrin.register(name, _parse(layout, _DEPTHWISE_DESC, fmt), _parse(layout, _DEPTHWISE_IMPL[impl], fmt),
-                          override=True)
+    desc = _DEPTHWISE_DESC_SIGNED if signed else _DEPTHWISE_DESC
+    TensorIntrin.register(name, _parse(layout, desc, fmt), _parse(layout, _DEPTHWISE_IMPL[impl], fmt), override=True)
     DEPTHWISE[scheme] = name
     DEPTHWISE_LANES[name] = lanes
+    DEPTHWISE_SIGNED[name] = signed
 
 
 def register_all() -> None:
@@ -235,6 +249,7 @@ def register_all() -> None:
     _register("tvmq_dot_sdot_i8i8", "int8", "int8", 4, "row", "sdot")
     _register("tvmq_dot_udot_u8u8", "uint8", "uint8", 4, "row", "udot")
     _register_depthwise("vnni", "tvmq_dwdot_vnni", 16, "vpdpbusd")
+    _register_depthwise("sdot", "tvmq_dwdot_sdot", 4, "sdot", signed=True)
 
 
 register_all()

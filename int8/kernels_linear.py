@@ -83,7 +83,8 @@ def depthwise_taps_te(x, w8, bias, *tens, params: TapsParams, epi: Requantizatio
     (:data:`tvmq.int8.intrin.DEPTHWISE`: four taps of unsigned bytes per channel and word).
 
     ``taps[b, r, p, c]`` packs the activation of channel ``c`` at padded row ``r`` and the four
-    padded columns ``2p .. 2p+3``, each plus ``a_offset`` (so unsigned), into one int32: output
+    padded columns ``2p .. 2p+3``, each plus ``a_offset`` (a byte of the intrinsic's type: unsigned,
+    or ``signed``), into one int32: output
     column ``2p`` reads its three taps from bytes 0-2 of that word and column ``2p+1`` from bytes
     1-3, so one packed word serves two outputs, and one padded row all the window rows that meet
     it. ``w8[rh, q, c, k]`` holds the weights (minus their zero point) at byte ``k`` for an
@@ -103,7 +104,7 @@ def depthwise_taps_te(x, w8, bias, *tens, params: TapsParams, epi: Requantizatio
         for k in range(4):
             col = 2 * p + k - pl
             inside = tirx.all(r >= pt, r < h + pt, col >= 0, col < wd)
-            byte = tirx.if_then_else(inside, _i32(x[b, r - pt, col, ch]) + params.a_offset, pad)
+            byte = tirx.if_then_else(inside, _i32(x[b, r - pt, col, ch]) + params.a_offset, pad) & 255
             term = byte << (8 * k) if k else byte
             word = term if word is None else word | term
         return word
@@ -111,10 +112,13 @@ def depthwise_taps_te(x, w8, bias, *tens, params: TapsParams, epi: Requantizatio
     taps = te.compute((n, h + pt + pb, (ow + 1) // 2, c), pack, name=TAPS_BLOCK)
     rh = te.reduce_axis((0, kh), "rh")
     rk = te.reduce_axis((0, 4), "rk")
+    def tap(b, r, p, o):
+        byte = (taps[b, r, p, o] >> (rk * 8)) & 255
+        return ((byte ^ 128) - 128) if params.signed else byte
+
     acc = te.compute(
         (n, oh, ow, c),
-        lambda b, i, j, o: te.sum(((taps[b, i + rh, j // 2, o] >> (rk * 8)) & 255) * _i32(w8[rh, j % 2, o, rk]),
-                                  axis=[rh, rk]),
+        lambda b, i, j, o: te.sum(tap(b, i + rh, j // 2, o) * _i32(w8[rh, j % 2, o, rk]), axis=[rh, rk]),
         name="acc", attrs={"schedule_rule": DEPTHWISE_RULE, DEPTHWISE_INTRIN: params.intrin})
     return te.compute((n, oh, ow, c), lambda b, i, j, o: epilogue_expr(acc[b, i, j, o] + bias[o], o, epi, tens),
                       name="requant")

@@ -112,7 +112,8 @@ class LinearParams:
 @dataclass(frozen=True)
 class TapsParams:
     """A depthwise convolution on a depthwise intrinsic (:data:`.intrin.DEPTHWISE`): the
-    activation's zero point, the offset that makes it unsigned (128 for int8, 0 for uint8), the
+    activation's zero point, the offset that brings it into the intrinsic's byte type (unsigned:
+128 for int8, 0 for uint8; signed: 0 for int8, -128 for uint8), the
     intrinsic, and the convolution (stride and dilation 1, three columns, channels a multiple of
     ``lanes``)."""
 
@@ -121,6 +122,7 @@ class TapsParams:
     intrin: str
     lanes: int
     conv: ConvParams
+    signed: bool = False  # the intrinsic reads signed bytes (sdot), not unsigned ones (vpdpbusd)
 
 
 @dataclass(frozen=True)

@@ -210,18 +210,15 @@ def _lower_dot(ctx: RewriteContext, layer: _Layer, x_in, epi: Requantization, te
     return ctx.call_te(te_fn, *args, params=params, epi=epi, name=name)
 
 
-_TAPS_LANES = 16
-
-
 def _fits_depthwise_intrin(scheme, layer: _Layer) -> bool:
     """Whether a depthwise convolution runs on the scheme's depthwise intrinsic: one filter per
-    channel, three columns, stride and dilation 1, a multiple of 16 channels, and weights that
+    channel, three columns, stride and dilation 1, channels a multiple of its lanes, and weights that
     stay int8 once their zero point is subtracted."""
     conv = layer.conv
     if scheme not in intrin.DEPTHWISE or conv is None or conv.groups == 1:
         return False
     kh, kw, icg, oc = layer.w.shape
-    if icg != 1 or oc != conv.groups or kw != 3 or oc % _TAPS_LANES:
+    if icg != 1 or oc != conv.groups or kw != 3 or oc % intrin.DEPTHWISE_LANES[intrin.DEPTHWISE[scheme]]:
         return False
     if tuple(conv.strides) != (1, 1) or tuple(conv.dilation) != (1, 1):
         return False
@@ -240,12 +237,17 @@ def _lower_depthwise_taps(ctx: RewriteContext, layer: _Layer, x_in, epi: Requant
     for k in range(kw):
         w8[:, 0, :, k] = b[:, k, :]
         w8[:, 1, :, k + 1] = b[:, k, :]
-    a_offset = 128 if layer.xq.dtype == "int8" else 0
+    name = intrin.DEPTHWISE[ctx.scheme]
+    signed = intrin.DEPTHWISE_SIGNED[name]
+    # the activation as the intrinsic's bytes: int8 -> uint8 (+128) or uint8 -> int8 (-128), or as it is
+    if signed:
+        a_offset = -128 if layer.xq.dtype == "uint8" else 0
+    else:
+        a_offset = 128 if layer.xq.dtype == "int8" else 0
     bias_eff = layer.bias - (layer.xq.zero_point + a_offset) * b.sum(axis=(0, 1))
     require(np.all(np.abs(bias_eff) < 2**31), "bias overflow")
-    name = intrin.DEPTHWISE[ctx.scheme]
     ctx.intrinsics[name] += 1
-    params = TapsParams(layer.xq.zero_point, a_offset, name, _TAPS_LANES, layer.conv)
+    params = TapsParams(layer.xq.zero_point, a_offset, name, intrin.DEPTHWISE_LANES[name], layer.conv, signed)
     return ctx.call_te(depthwise_taps_te, x_in, relax.const(w8.astype(np.int8)), relax.const(bias_eff.astype(np.int32)),
                        *tensors, params=params, epi=epi, name="int8_depthwise_conv2d")
 

@@ -69,6 +69,30 @@ def test_int8_build_only_uses_the_dot_product_instruction(capsys, tmp_path, mode
     assert rc == 0, err
     r = load_json(tmp_path / "r.json")
     used = r["transforms"]["int8_intrinsics"]
-    assert used and all(k.startswith("tvmq_dot_") for k in used), used
+    assert used and all(k.startswith(("tvmq_dot_", "tvmq_dwdot_")) for k in used), used
     asm = subprocess.run([objdump, "-d", str(out / "model.so")], capture_output=True, text=True).stdout
     assert re.search(pattern, asm), f"no {pattern} in the {target} library"
+
+
+@pytest.mark.parametrize("target,objdump,pattern,intrin", [
+    ("cascadelake", "objdump", r"\bvpdpbusd\b.*%zmm", "tvmq_dwdot_vnni"),
+    ("cortex-a76", "aarch64-linux-gnu-objdump", r"\bsdot\s+v\d+\.4s", "tvmq_dwdot_sdot"),
+])
+def test_cross_built_depthwise_kernels_use_the_dot_instruction(capsys, tmp_path, target, objdump, pattern, intrin):
+    """The built-in model cross-built: each stride-1 depthwise convolution (3x3, 16k channels) is the
+    packed-taps kernel, and its function in the library holds the target's dot instruction
+    (``vpdpbusd`` on zmm, ``sdot``), where the stride-2 ones keep the widening multiplies."""
+    import re
+
+    if not shutil.which(objdump) or (target == "cortex-a76" and not shutil.which("aarch64-linux-gnu-gcc")):
+        pytest.skip(f"{objdump} (and the cross gcc) absent: apt-get install binutils-aarch64-linux-gnu gcc-aarch64-linux-gnu")
+    out = tmp_path / "o"
+    rc, err = run_tune(capsys, ["--target", target, "--build-only", "--out", str(out), "--json", str(tmp_path / "r.json"),
+                                "--db", str(tmp_path / "t.db")])
+    assert rc == 0, err
+    assert load_json(tmp_path / "r.json")["transforms"]["int8_intrinsics"].get(intrin, 0) >= 5
+    asm = subprocess.run([objdump, "-d", str(out / "model.so")], capture_output=True, text=True).stdout
+    bodies = re.split(r"\n(?=[0-9a-f]+ <)", asm)
+    depthwise = {b.split(">", 1)[0]: b for b in bodies if "depthwise" in b.split(">", 1)[0]}
+    with_dot = [name for name, body in depthwise.items() if re.search(pattern, body)]
+    assert len(with_dot) >= 5 and len(with_dot) < len(depthwise), sorted(depthwise)

@@ -207,3 +207,44 @@ def test_the_search_replays_the_sketches_with_other_tiles(depthwise_funcs, tmp_p
     best.trace.apply_to_schedule(sch, remove_postproc=False)
     arrays = _arrays(func, seed=1)
     np.testing.assert_array_equal(_run(sch.mod["main"], target, arrays), _run(func, target, arrays))
+
+
+@pytest.mark.parametrize("x_dtype,signed", [("int8", False), ("uint8", False), ("int8", True), ("uint8", True)])
+def test_packed_taps_accumulate_the_window_times_the_weights(x_dtype, signed):
+    """The packed-taps kernel's accumulator, computed by its own loops (what the intrinsics' descriptions
+    say, unsigned bytes for ``vpdpbusd``, signed for ``sdot``), on the host: for every output pixel
+    ``sum((x_pad + a_offset) * (w - zp_w))`` over the 3x3 window of the input padded with its zero point.
+    With the bias fold of the lowering that is TFLite's ``sum((x_pad - zp_x) * (w - zp_w))``."""
+    import tvm
+    from tvm import te
+
+    from tvmq.int8.kernels_linear import depthwise_taps_te
+    from tvmq.int8.params import ConvParams, Requantization, TapsParams
+
+    rng = np.random.default_rng(3)
+    h, w, c, zp_x = 7, 6, 8, (-5 if x_dtype == "int8" else 131)
+    lo, hi = (-128, 127) if x_dtype == "int8" else (0, 255)
+    a_offset = {("int8", False): 128, ("uint8", False): 0, ("int8", True): 0, ("uint8", True): -128}[x_dtype, signed]
+    x = rng.integers(lo, hi + 1, (1, h, w, c)).astype(x_dtype)
+    b = rng.integers(-128, 128, (3, 3, c))  # weights minus their zero point
+    w8 = np.zeros((3, 2, c, 4), np.int8)
+    for k in range(3):
+        w8[:, 0, :, k], w8[:, 1, :, k + 1] = b[:, k, :], b[:, k, :]
+    conv = ConvParams((1, 1), (1, 1, 1, 1), (1, 1), c)
+    xt = te.placeholder(x.shape, x_dtype, name="x")
+    wt = te.placeholder(w8.shape, "int8", name="w8")
+    bt = te.placeholder((c,), "int32", name="bias")
+    epi = Requantization("xnnpack", 0, -128, 127, "int8", scale=1.0)
+    out = depthwise_taps_te(xt, wt, bt, params=TapsParams(zp_x, a_offset, "any", 4, conv, signed), epi=epi)
+    (acc,) = [t for t in out.op.input_tensors if t.op.name == "acc"]
+    func = te.create_prim_func([xt, wt, acc]).with_attr("global_symbol", "main")
+    lib = tvm.compile(tvm.IRModule({"main": func}), target="llvm")
+    got = tvm.runtime.tensor(np.zeros((1, h, w, c), np.int32))
+    lib["main"](tvm.runtime.tensor(x), tvm.runtime.tensor(w8), got)
+
+    xp = np.pad(x.astype(np.int64), [(0, 0), (1, 1), (1, 1), (0, 0)], constant_values=zp_x) + a_offset
+    want = sum(xp[:, i:i + h, j:j + w, :] * b[i, j] for i in range(3) for j in range(3))
+    np.testing.assert_array_equal(got.numpy(), want)
+    tflite = want - (zp_x + a_offset) * b.sum(axis=(0, 1))
+    np.testing.assert_array_equal(tflite, sum((xp[:, i:i + h, j:j + w, :] - a_offset - zp_x) * b[i, j]
+                                              for i in range(3) for j in range(3)))

@@ -91,14 +91,15 @@ def _schedule(sch, block, lanes: int, parallel: bool):
     return sch
 
 
-def _schedule_taps(sch, block, intrin: str, lanes: int, parallel: bool):
+def _schedule_taps(sch, block, intrin: str, lanes: int, parallel: bool, tiles=None):
     """One sketch of the packed-taps form: register tiles as in :func:`_schedule`, the packed words
     of each tile computed with it, the accumulation blockized for ``intrin`` (MetaSchedule's
     ``RewriteTensorize`` tensorizes it once the loops around it are parallel, vectorized and
     unrolled, as it does the tiles of ``MultiLevelTilingWithIntrin``)."""
     b, i, j, o, rh, rk = sch.get_loops(block)
-    rows = sch.sample_perfect_tile(i, n=2, max_innermost_factor=MAX_TILE)
-    cols = sch.sample_perfect_tile(j, n=2, max_innermost_factor=2 * MAX_TILE)
+    rows_at, cols_at = tiles or (None, None)  # ((outer, inner) rows, (outer, inner) columns): given, not sampled
+    rows = sch.sample_perfect_tile(i, n=2, max_innermost_factor=MAX_TILE, decision=rows_at)
+    cols = sch.sample_perfect_tile(j, n=2, max_innermost_factor=2 * MAX_TILE, decision=cols_at)
     io, ii = sch.split(i, rows)
     jo, ji = sch.split(j, cols)
     oo, oi = sch.split(o, [None, lanes])
