@@ -19,7 +19,11 @@ The table prints each layer's latency in both engines (median of the block media
 the ratio of the two engines' best blocks (less sensitive to a noisy host), how often the layer
 occurs in the model, and its share of the model's total (count x latency); the summary adds the
 totals per kind of layer, and the last line the whole model, built the same way and timed the
-same way, with the share of it that the one-op convolutions add up to in each engine. Where that
+same way, with the share of it that the one-op convolutions add up to in each engine, and its
+distance from the hardware floor: the model's convolution MACs at the scheme's peak
+(``tvmq.int8.dot.PEAK_MACS_PER_CYCLE``, e.g. 64 per cycle and core for ``vpdpbusd``) on the
+threads' cores at the clock (``--ghz``, else /proc/cpuinfo's); each layer's GMAC/s is also given
+as a share of that peak. Where that
 share is far from what the model's other layers leave (a few per cent on mobilenets), a
 layer costs that engine more alone than among its neighbours (per-invocation costs, cold caches,
 threads that sleep between invocations) and its one-op latencies overstate it.
@@ -171,6 +175,8 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=20,
                     help="invocations per block, at least (more for short layers: each block lasts ~20 ms)")
     ap.add_argument("--only", choices=("conv2d", "depthwise"), help="one kind of layer only")
+    ap.add_argument("--ghz", type=float, default=None,
+                    help="the cores' clock for the floor (default: the highest 'cpu MHz' of /proc/cpuinfo)")
     args = ap.parse_args()
 
     import numpy as np
@@ -190,6 +196,7 @@ def main() -> int:
     target = profile.tvm_target(num_cores=args.threads)
     records = Records.open(open_database(args.db), target)
     layers = model_layers(load_model(args.model))
+    model_macs = sum(layer.macs() * count for layer, count in layers.items())
     if args.only:
         layers = Counter({k: v for k, v in layers.items() if k.kind == args.only})
     console.print(f"{len(layers)} distinct convolutions ({sum(layers.values())} in the model), "
@@ -226,13 +233,19 @@ def main() -> int:
     total_us = sum(r.count * r.tvmq_ms for r in rows)
     table = Table(title=f"{Path(args.model).name}: one-op models, median of {args.blocks} interleaved blocks of "
                         f">= {args.runs} runs and ~20 ms, {args.threads} threads", title_justify="left")
-    for col in ("layer", "x", "MMAC", "TFLite us", "tvmq us", "ratio", "best blocks", "tvmq GMAC/s",
+    from tvmq.int8.dot import PEAK_MACS_PER_CYCLE
+
+    ghz = args.ghz or host_ghz()
+    peak_gmacs = PEAK_MACS_PER_CYCLE.get(profile.int8_scheme or "", 0) * args.threads * (ghz or 0)
+    for col in ("layer", "x", "MMAC", "TFLite us", "tvmq us", "ratio", "best blocks", "tvmq GMAC/s", "of peak",
                 "share of tvmq", "tvmq - TFLite (x count, us)", "tuned", "max diff"):
         table.add_column(col, justify="left" if col == "layer" else "right")
     for r in sorted(rows, key=lambda r: -r.count * (r.tvmq_ms - r.tflite_ms)):
         table.add_row(r.layer.describe(), str(r.count), f"{r.layer.macs() / 1e6:.1f}", f"{r.tflite_ms * 1e3:.1f}",
                       f"{r.tvmq_ms * 1e3:.1f}", f"{r.tvmq_ms / r.tflite_ms:.2f}", f"{r.best_ratio:.2f}",
-                      f"{r.layer.macs() / r.tvmq_ms / 1e6:.1f}", f"{100 * r.count * r.tvmq_ms / total_us:.1f}%",
+                      f"{r.layer.macs() / r.tvmq_ms / 1e6:.1f}",
+                      f"{r.layer.macs() / r.tvmq_ms / 1e6 / peak_gmacs:.0%}" if peak_gmacs else "-",
+                      f"{100 * r.count * r.tvmq_ms / total_us:.1f}%",
                       f"{r.count * (r.tvmq_ms - r.tflite_ms) * 1e3:+.0f}", "yes" if r.tuned else "NO", str(r.max_diff))
     console.print(table)
     for kind in ("conv2d", "depthwise"):
@@ -254,7 +267,36 @@ def main() -> int:
     whole_ref, whole_us = (statistics.median(blocks[k]) for k in ("tflite", "tvmq"))
     console.print(f"{'whole model':10s} TFLite {whole_ref:.3f} ms  tvmq {whole_us:.3f} ms  ratio {whole_us / whole_ref:.2f}"
                   f"  (its convolutions' one-op sums: {total_ref / whole_ref:.0%} and {total_us / whole_us:.0%} of it)")
+    floor = hardware_floor(model_macs, profile.int8_scheme, args.threads, args.ghz or host_ghz())
+    if floor is None:
+        console.print("floor      unknown: no dot-product scheme or no clock (--ghz)")
+    else:
+        floor_ms, how = floor
+        console.print(f"{'floor':10s} {how} = {floor_ms:.3f} ms: tvmq {whole_us / floor_ms:.2f}x the floor, "
+                      f"TFLite {whole_ref / floor_ms:.2f}x")
     return 0
+
+
+def host_ghz():
+    """The highest clock /proc/cpuinfo reports (GHz), or None."""
+    try:
+        mhz = [float(line.split(":")[1]) for line in Path("/proc/cpuinfo").read_text().splitlines()
+               if line.startswith("cpu MHz")]
+    except OSError:
+        return None
+    return max(mhz) / 1e3 if mhz else None
+
+
+def hardware_floor(macs: int, scheme, threads: int, ghz):
+    """``(ms, description)``: the time the model's convolutions take at the scheme's peak on
+    ``threads`` cores at ``ghz``, or None when either is unknown."""
+    from tvmq.int8.dot import PEAK_MACS_PER_CYCLE
+
+    peak = PEAK_MACS_PER_CYCLE.get(scheme or "")
+    if not peak or not ghz:
+        return None
+    ms = macs / (peak * threads * ghz * 1e9) * 1e3
+    return ms, f"{macs / 1e6:.1f} MMAC at {peak} MAC/cycle/core ({scheme}) x {threads} cores x {ghz:.2f} GHz"
 
 
 if __name__ == "__main__":

@@ -44,3 +44,13 @@ def test_macs_count_each_output_once():
     assert Layer("conv2d", 8, 8, 4, 16, 1, 1, 1, "same", None).macs() == 8 * 8 * 16 * 4
     assert Layer("depthwise", 8, 8, 4, 4, 3, 3, 2, "same", None).macs() == 4 * 4 * 4 * 9
     assert Layer("conv2d", 9, 9, 2, 3, 3, 3, 2, "valid", None).macs() == 4 * 4 * 3 * 18
+
+
+def test_the_floor_is_the_models_macs_at_the_schemes_peak():
+    """300.8 MMAC (mobilenet_v2) on two VNNI cores at 2.5 GHz: 64 MACs per cycle and core, 0.94 ms;
+    no floor without a dot-product scheme or a clock."""
+    ms, how = bench_layers.hardware_floor(300_800_000, "vnni", 2, 2.5)
+    assert ms == pytest.approx(0.94) and "64 MAC/cycle/core" in how
+    assert bench_layers.hardware_floor(300_800_000, "avx2", 2, 2.5)[0] == pytest.approx(1.88)
+    assert bench_layers.hardware_floor(300_800_000, None, 2, 2.5) is None
+    assert bench_layers.hardware_floor(300_800_000, "vnni", 2, None) is None

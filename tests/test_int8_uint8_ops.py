@@ -326,8 +326,6 @@ def boundary_models():
 def test_uint8_requantization_on_boundaries(boundary_models, name, scheme):
     from tvmq.int8 import lower_qdq_to_int8
 
-    if scheme and name.startswith("dw"):
-        pytest.skip("no dot-product scheme for depthwise convolutions")
     assert name in boundary_models, f"no seed under 40 gives {name} reachable boundary accumulators"
     seed, buf, x, targets = boundary_models[name]
     p = _linear_params(buf)
