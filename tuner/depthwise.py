@@ -112,7 +112,11 @@ def _schedule_taps(sch, block, intrin: str, lanes: int, parallel: bool, tiles=No
     for producer in sch.get_producers(block):
         if sch.get(producer).name_hint == TAPS_BLOCK:
             sch.compute_at(producer, oo, preserve_unit_loops=True)
-            sch.vectorize(sch.get_loops(producer)[-1])
+            *_, pairs, channels = sch.get_loops(producer)
+            sch.vectorize(channels)
+            # annotated, the column pairs stay out of the vector: MetaSchedule's vectorizing postprocessor
+            # fuses plain loops into it, and a vector across pairs reads the input as a gather
+            sch.annotate(pairs, SERIAL_ANNOTATION, 1)
             sch.annotate(producer, "schedule_rule", "None")
     for loop in (ii, ji, rh):
         sch.unroll(loop)
