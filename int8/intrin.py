@@ -61,7 +61,8 @@ times one vector of weights, four taps per channel,
 
     C[i] += sum_k ((A[i] >> 8k) & 255) * int32(B[i, k])        i < lanes (channels), k < 4
 
-(written as Relax lowers it: int64 loops, so the shift and the product promoted to int64) where each int32 ``A[i]`` holds four unsigned bytes, the activation of channel ``i`` at four
+(written as Relax lowers it: int64 loops, so the shift and the product promoted to int64) where
+each int32 ``A[i]`` holds four unsigned bytes, the activation of channel ``i`` at four
 consecutive input columns (packed by the depthwise kernel, :mod:`.kernels_linear`), and ``B`` the
 matching weights. On VNNI that is one ``vpdpbusd`` on the packed word as it is; Arm's ``sdot`` reads
 the bytes as signed, ``(((A[i] >> 8k) & 255) ^ 128) - 128`` (four channels per call).
@@ -196,23 +197,16 @@ DEPTHWISE_LANES: dict[str, int] = {}  # intrinsic -> channels per call
 DEPTHWISE_SIGNED: dict[str, bool] = {}  # intrinsic -> whether it reads the packed bytes as signed
 
 # the accumulators are a local buffer (registers), as the depthwise rule sets them
-_DEPTHWISE_SIGNATURE = ('A: T.Buffer(({n},), "int32", offset_factor=1), B: T.Buffer(({n}, 4), "int8", offset_factor=1), '
-                        'C: T.Buffer(({n},), "int32", offset_factor=1, scope="local")')
-_DEPTHWISE_READS = "T.reads(C[0:{n}], A[0:{n}], B[0:{n}, 0:4])"
+_SIGNATURE["depthwise"] = ('A: T.Buffer(({n},), "int32", offset_factor=1), B: T.Buffer(({n}, 4), "int8", offset_factor=1), '
+                           'C: T.Buffer(({n},), "int32", offset_factor=1, scope="local")')
+_READS["depthwise"] = "T.reads(C[0:{n}], A[0:{n}], B[0:{n}, 0:4])"
 _DEPTHWISE_DESC = '''
     for i, k in T.grid(T.int64({n}), T.int64(4)):
         with T.sblock("update"):
             vi, vk = T.axis.remap("SR", [i, k])
-            C[vi] = T.Cast("int32", T.Cast("int64", C[vi]) + T.bitwise_and(T.shift_right(
-                T.Cast("int64", A[vi]), vk * T.int64(8)), T.int64(255)) * T.Cast("int64", T.Cast("int32", B[vi, vk])))'''
-# the signed form: byte k of A as int8, (((A >> 8k) & 255) ^ 128) - 128
-_DEPTHWISE_DESC_SIGNED = '''
-    for i, k in T.grid(T.int64({n}), T.int64(4)):
-        with T.sblock("update"):
-            vi, vk = T.axis.remap("SR", [i, k])
-            C[vi] = T.Cast("int32", T.Cast("int64", C[vi]) + (T.bitwise_xor(T.bitwise_and(T.shift_right(
-                T.Cast("int64", A[vi]), vk * T.int64(8)), T.int64(255)), T.int64(128)) - T.int64(128))
-                * T.Cast("int64", T.Cast("int32", B[vi, vk])))'''
+            C[vi] = T.Cast("int32", T.Cast("int64", C[vi]) + {byte} * T.Cast("int64", T.Cast("int32", B[vi, vk])))'''
+_BYTE = 'T.bitwise_and(T.shift_right(T.Cast("int64", A[vi]), vk * T.int64(8)), T.int64(255))'  # byte k of A
+_SIGNED_BYTE = f"(T.bitwise_xor({_BYTE}, T.int64(128)) - T.int64(128))"  # the same byte as int8
 _DEPTHWISE_IMPL = {
     "vpdpbusd": '''
     C[T.Ramp(0, 1, 16)] = T.call_llvm_pure_intrin("int32x16", "llvm.x86.avx512.vpdpbusd.512",
@@ -224,11 +218,9 @@ _DEPTHWISE_IMPL = {
 
 
 def _register_depthwise(scheme: str, name: str, lanes: int, impl: str, signed: bool = False) -> None:
-    layout = "depthwise"
-    _SIGNATURE[layout], _READS[layout] = _DEPTHWISE_SIGNATURE, _DEPTHWISE_READS
-    fmt = dict(n=lanes)
-    desc = _DEPTHWISE_DESC_SIGNED if signed else _DEPTHWISE_DESC
-    TensorIntrin.register(name, _parse(layout, desc, fmt), _parse(layout, _DEPTHWISE_IMPL[impl], fmt), override=True)
+    fmt = dict(n=lanes, byte=_SIGNED_BYTE if signed else _BYTE)
+    TensorIntrin.register(name, _parse("depthwise", _DEPTHWISE_DESC, fmt),
+                          _parse("depthwise", _DEPTHWISE_IMPL[impl], fmt), override=True)
     DEPTHWISE[scheme] = name
     DEPTHWISE_LANES[name] = lanes
     DEPTHWISE_SIGNED[name] = signed

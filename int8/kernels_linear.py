@@ -112,6 +112,7 @@ def depthwise_taps_te(x, w8, bias, *tens, params: TapsParams, epi: Requantizatio
     taps = te.compute((n, h + pt + pb, (ow + 1) // 2, c), pack, name=TAPS_BLOCK)
     rh = te.reduce_axis((0, kh), "rh")
     rk = te.reduce_axis((0, 4), "rk")
+
     def tap(b, r, p, o):
         byte = (taps[b, r, p, o] >> (rk * 8)) & 255
         return ((byte ^ 128) - 128) if params.signed else byte

@@ -13,8 +13,8 @@ import numpy as np
 
 from . import requant as rq
 
-__all__ = ["DEPTHWISE_RULE", "INT_RANGES", "AddParams", "ConvParams", "DotParams", "LinearParams", "MatmulParams", "TapsParams",
-           "MeanParams", "OutputQuant", "PoolParams", "QuantParams", "RequantParams", "Requantization"]
+__all__ = ["DEPTHWISE_RULE", "INT_RANGES", "AddParams", "ConvParams", "DotParams", "LinearParams", "MatmulParams",
+           "MeanParams", "OutputQuant", "PoolParams", "QuantParams", "RequantParams", "Requantization", "TapsParams"]
 
 # The MetaSchedule custom schedule rule (:mod:`tvmq.tuner.depthwise`, registered for each target key
 # as ``s_tir.meta_schedule.<key>.<name>``) that the accumulation block of a depthwise convolution
@@ -113,14 +113,12 @@ class LinearParams:
 class TapsParams:
     """A depthwise convolution on a depthwise intrinsic (:data:`.intrin.DEPTHWISE`): the
     activation's zero point, the offset that brings it into the intrinsic's byte type (unsigned:
-128 for int8, 0 for uint8; signed: 0 for int8, -128 for uint8), the
-    intrinsic, and the convolution (stride and dilation 1, three columns, channels a multiple of
-    ``lanes``)."""
+    128 for int8, 0 for uint8; signed: 0 for int8, -128 for uint8), the intrinsic, and the
+    convolution (stride and dilation 1, three columns, channels a multiple of the intrinsic's lanes)."""
 
     zp_x: int
     a_offset: int
     intrin: str
-    lanes: int
     conv: ConvParams
     signed: bool = False  # the intrinsic reads signed bytes (sdot), not unsigned ones (vpdpbusd)
 

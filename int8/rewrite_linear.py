@@ -247,7 +247,7 @@ def _lower_depthwise_taps(ctx: RewriteContext, layer: _Layer, x_in, epi: Requant
     bias_eff = layer.bias - (layer.xq.zero_point + a_offset) * b.sum(axis=(0, 1))
     require(np.all(np.abs(bias_eff) < 2**31), "bias overflow")
     ctx.intrinsics[name] += 1
-    params = TapsParams(layer.xq.zero_point, a_offset, name, intrin.DEPTHWISE_LANES[name], layer.conv, signed)
+    params = TapsParams(layer.xq.zero_point, a_offset, name, layer.conv, signed)
     return ctx.call_te(depthwise_taps_te, x_in, relax.const(w8.astype(np.int8)), relax.const(bias_eff.astype(np.int32)),
                        *tensors, params=params, epi=epi, name="int8_depthwise_conv2d")
 

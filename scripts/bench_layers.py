@@ -233,10 +233,8 @@ def main() -> int:
     total_us = sum(r.count * r.tvmq_ms for r in rows)
     table = Table(title=f"{Path(args.model).name}: one-op models, median of {args.blocks} interleaved blocks of "
                         f">= {args.runs} runs and ~20 ms, {args.threads} threads", title_justify="left")
-    from tvmq.int8.dot import PEAK_MACS_PER_CYCLE
-
     ghz = args.ghz or host_ghz()
-    peak_gmacs = PEAK_MACS_PER_CYCLE.get(profile.int8_scheme or "", 0) * args.threads * (ghz or 0)
+    peak_gmacs = peak_macs_per_second(profile.int8_scheme, args.threads, ghz) / 1e9
     for col in ("layer", "x", "MMAC", "TFLite us", "tvmq us", "ratio", "best blocks", "tvmq GMAC/s", "of peak",
                 "share of tvmq", "tvmq - TFLite (x count, us)", "tuned", "max diff"):
         table.add_column(col, justify="left" if col == "layer" else "right")
@@ -267,7 +265,7 @@ def main() -> int:
     whole_ref, whole_us = (statistics.median(blocks[k]) for k in ("tflite", "tvmq"))
     console.print(f"{'whole model':10s} TFLite {whole_ref:.3f} ms  tvmq {whole_us:.3f} ms  ratio {whole_us / whole_ref:.2f}"
                   f"  (its convolutions' one-op sums: {total_ref / whole_ref:.0%} and {total_us / whole_us:.0%} of it)")
-    floor = hardware_floor(model_macs, profile.int8_scheme, args.threads, args.ghz or host_ghz())
+    floor = hardware_floor(model_macs, profile.int8_scheme, args.threads, ghz)
     if floor is None:
         console.print("floor      unknown: no dot-product scheme or no clock (--ghz)")
     else:
@@ -287,16 +285,23 @@ def host_ghz():
     return max(mhz) / 1e3 if mhz else None
 
 
+def peak_macs_per_second(scheme, threads: int, ghz) -> float:
+    """The scheme's peak on ``threads`` cores at ``ghz`` (0 when either is unknown)."""
+    from tvmq.int8.dot import PEAK_MACS_PER_CYCLE
+
+    return PEAK_MACS_PER_CYCLE.get(scheme or "", 0) * threads * (ghz or 0) * 1e9
+
+
 def hardware_floor(macs: int, scheme, threads: int, ghz):
     """``(ms, description)``: the time the model's convolutions take at the scheme's peak on
     ``threads`` cores at ``ghz``, or None when either is unknown."""
     from tvmq.int8.dot import PEAK_MACS_PER_CYCLE
 
-    peak = PEAK_MACS_PER_CYCLE.get(scheme or "")
-    if not peak or not ghz:
+    peak = peak_macs_per_second(scheme, threads, ghz)
+    if not peak:
         return None
-    ms = macs / (peak * threads * ghz * 1e9) * 1e3
-    return ms, f"{macs / 1e6:.1f} MMAC at {peak} MAC/cycle/core ({scheme}) x {threads} cores x {ghz:.2f} GHz"
+    return macs / peak * 1e3, (f"{macs / 1e6:.1f} MMAC at {PEAK_MACS_PER_CYCLE[scheme]} MAC/cycle/core ({scheme}) "
+                               f"x {threads} cores x {ghz:.2f} GHz")
 
 
 if __name__ == "__main__":

@@ -237,7 +237,7 @@ def test_packed_taps_accumulate_the_window_times_the_weights(x_dtype, signed):
     wt = te.placeholder(w8.shape, "int8", name="w8")
     bt = te.placeholder((c,), "int32", name="bias")
     epi = Requantization("xnnpack", 0, -128, 127, "int8", scale=1.0)
-    out = depthwise_taps_te(xt, wt, bt, params=TapsParams(zp_x, a_offset, "any", 4, conv, signed), epi=epi)
+    out = depthwise_taps_te(xt, wt, bt, params=TapsParams(zp_x, a_offset, "any", conv, signed), epi=epi)
     (acc,) = [t for t in out.op.input_tensors if t.op.name == "acc"]
     func = te.create_prim_func([xt, wt, acc]).with_attr("global_symbol", "main")
     lib = tvm.compile(tvm.IRModule({"main": func}), target="llvm")
