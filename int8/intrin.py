@@ -83,35 +83,45 @@ INTRINSICS: dict[str, tuple[str, str, int, str, bool, int]] = {}
 _X86 = {8: ("llvm.x86.avx2.pmadd.ub.sw", "llvm.x86.avx2.pmadd.wd"),
         16: ("llvm.x86.avx512.pmaddubs.w.512", "llvm.x86.avx512.pmaddw.d.512")}
 
+# ``I``: the bias the accumulators started from. The kernels initialize their accumulator with it
+# (:mod:`.init_operand`), and MetaSchedule's decomposition of the reduction leaves that read on
+# the block it tensorizes, so the descriptions declare it too; nothing reads it.
+_BIAS = 'I: T.Buffer(({n},), "int32", offset_factor=1)'
 _SIGNATURE = {
     "pairzp": ('A: T.Buffer((2, 2), "{a}", offset_factor=1), B: T.Buffer((2, {n}, 2), "{b}", offset_factor=1), '
                'ZA: T.Buffer((1,), "int32", offset_factor=1), ZB: T.Buffer((1,), "int32", offset_factor=1), '
-               'C: T.Buffer(({n},), "int32", offset_factor=1)'),
+               f'{_BIAS}, C: T.Buffer(({{n}},), "int32", offset_factor=1)'),
     "row": ('A: T.Buffer((4,), "{a}", offset_factor=1), B: T.Buffer(({n}, 4), "{b}", offset_factor=1), '
-            'C: T.Buffer(({n},), "int32", offset_factor=1)'),
+            f'{_BIAS}, C: T.Buffer(({{n}},), "int32", offset_factor=1)'),
     "pair": ('A: T.Buffer((2, 2), "{a}", offset_factor=1), B: T.Buffer((2, {n}, 2), "{b}", offset_factor=1), '
-             'C: T.Buffer(({n},), "int32", offset_factor=1)'),
+             f'{_BIAS}, C: T.Buffer(({{n}},), "int32", offset_factor=1)'),
 }
 # (in the order the workload block reads them: tensorize compares the read regions in order)
-_READS = {"pairzp": "T.reads(C[0:{n}], A[0:2, 0:2], ZA[0:1], B[0:2, 0:{n}, 0:2], ZB[0:1])",
-          "row": "T.reads(C[0:{n}], A[0:4], B[0:{n}, 0:4])",
-          "pair": "T.reads(C[0:{n}], A[0:2, 0:2], B[0:2, 0:{n}, 0:2])"}
+_READS = {"pairzp": "T.reads(C[0:{n}], A[0:2, 0:2], ZA[0:1], B[0:2, 0:{n}, 0:2], ZB[0:1], I[0:{n}])",
+          "row": "T.reads(C[0:{n}], A[0:4], B[0:{n}, 0:4], I[0:{n}])",
+          "pair": "T.reads(C[0:{n}], A[0:2, 0:2], B[0:2, 0:{n}, 0:2], I[0:{n}])"}
 
 _DESC = {
     "pairzp": '''
     for i, p, q in T.grid({n}, 2, 2):
         with T.sblock("update"):
             vi, vp, vq = T.axis.remap("SRR", [i, p, q])
+            T.reads(C[vi], A[vp, vq], ZA[0], B[vp, vi, vq], ZB[0], I[vi])
+            T.writes(C[vi])
             C[vi] = C[vi] + (T.Cast("int32", A[vp, vq]) - ZA[0]) * (T.Cast("int32", B[vp, vi, vq]) - ZB[0])''',
     "row": '''
     for i, k in T.grid({n}, 4):
         with T.sblock("update"):
             vi, vk = T.axis.remap("SR", [i, k])
+            T.reads(C[vi], A[vk], B[vi, vk], I[vi])
+            T.writes(C[vi])
             C[vi] = C[vi] + {a_term} * T.Cast("int32", B[vi, vk])''',
     "pair": '''
     for i, p, q in T.grid({n}, 2, 2):
         with T.sblock("update"):
             vi, vp, vq = T.axis.remap("SRR", [i, p, q])
+            T.reads(C[vi], A[vp, vq], B[vp, vi, vq], I[vi])
+            T.writes(C[vi])
             C[vi] = C[vi] + T.Cast("int32", A[vp, vq]) * T.Cast("int32", B[vp, vi, vq])''',
 }
 
@@ -198,12 +208,14 @@ DEPTHWISE_SIGNED: dict[str, bool] = {}  # intrinsic -> whether it reads the pack
 
 # the accumulators are a local buffer (registers), as the depthwise rule sets them
 _SIGNATURE["depthwise"] = ('A: T.Buffer(({n},), "int32", offset_factor=1), B: T.Buffer(({n}, 4), "int8", offset_factor=1), '
-                           'C: T.Buffer(({n},), "int32", offset_factor=1, scope="local")')
-_READS["depthwise"] = "T.reads(C[0:{n}], A[0:{n}], B[0:{n}, 0:4])"
+                           f'{_BIAS}, C: T.Buffer(({{n}},), "int32", offset_factor=1, scope="local")')
+_READS["depthwise"] = "T.reads(C[0:{n}], A[0:{n}], B[0:{n}, 0:4], I[0:{n}])"
 _DEPTHWISE_DESC = '''
     for i, k in T.grid(T.int64({n}), T.int64(4)):
         with T.sblock("update"):
             vi, vk = T.axis.remap("SR", [i, k])
+            T.reads(C[vi], A[vi], B[vi, vk], I[vi])
+            T.writes(C[vi])
             C[vi] = T.Cast("int32", T.Cast("int64", C[vi]) + {byte} * T.Cast("int64", T.Cast("int32", B[vi, vk])))'''
 _BYTE = 'T.bitwise_and(T.shift_right(T.Cast("int64", A[vi]), vk * T.int64(8)), T.int64(255))'  # byte k of A
 _SIGNED_BYTE = f"(T.bitwise_xor({_BYTE}, T.int64(128)) - T.int64(128))"  # the same byte as int8

@@ -6,6 +6,7 @@ from __future__ import annotations
 from tvm import te, tirx, topi
 
 from . import requant as rq
+from .init_operand import INIT_FROM
 from .params import DEPTHWISE_RULE, ConvParams, DotParams, LinearParams, MatmulParams, Requantization, TapsParams
 
 __all__ = ["DEPTHWISE_INTRIN", "TAPS_BLOCK", "batch_matmul_te", "conv2d_dot_te", "conv2d_te", "conv_window_sum_te",
@@ -17,6 +18,9 @@ DEPTHWISE_INTRIN = "tvmq_dwdot"  # annotation of its accumulation block: the int
 
 def _i32(e):
     return e.astype("int32")
+
+
+BIAS_INIT = {INIT_FROM: 2}  # the accumulator starts from the kernel's third input, its bias (:mod:`.init_operand`)
 
 
 def epilogue_expr(acc, o, epi: Requantization, tens):
@@ -73,8 +77,8 @@ def conv2d_te(x, w, bias, *tens, params: LinearParams, epi: Requantization):
 
     depthwise = icg == 1 and ocg == 1  # MetaSchedule schedules it with tvmq's depthwise rule
     acc = te.compute((n, oh, ow, oc), lambda b, i, j, o: te.sum(term(b, i, j, o), axis=axes),
-                     name="acc", attrs={"schedule_rule": DEPTHWISE_RULE} if depthwise else None)
-    return te.compute((n, oh, ow, oc), lambda b, i, j, o: epilogue_expr(acc[b, i, j, o] + bias[o], o, epi, tens),
+                     name="acc", attrs={"schedule_rule": DEPTHWISE_RULE, **BIAS_INIT} if depthwise else BIAS_INIT)
+    return te.compute((n, oh, ow, oc), lambda b, i, j, o: epilogue_expr(acc[b, i, j, o], o, epi, tens),
                       name="requant")
 
 
@@ -90,8 +94,8 @@ def depthwise_taps_te(x, w8, bias, *tens, params: TapsParams, epi: Requantizatio
     it. ``w8[rh, q, c, k]`` holds the weights (minus their zero point) at byte ``k`` for an
     output column of parity ``q`` (zero at the byte it does not read), packed at compile time.
     The zero-point padding is computed as the words are packed: there is no padded copy.
-    ``acc`` is then ``sum((x + a_offset) * (w - zp_w))``; ``bias`` holds the rest (``-(zp_x +
-    a_offset) * sum(w - zp_w)``, and the layer's bias), and the requantization follows."""
+    ``acc`` starts from ``bias`` (``-(zp_x + a_offset) * sum(w - zp_w)`` and the layer's bias) and
+    adds ``sum((x + a_offset) * (w - zp_w))``; the requantization follows."""
     conv = params.conv
     n, h, wd, c = (int(v) for v in x.shape)
     kh = int(w8.shape[0])
@@ -120,8 +124,8 @@ def depthwise_taps_te(x, w8, bias, *tens, params: TapsParams, epi: Requantizatio
     acc = te.compute(
         (n, oh, ow, c),
         lambda b, i, j, o: te.sum(tap(b, i + rh, j // 2, o) * _i32(w8[rh, j % 2, o, rk]), axis=[rh, rk]),
-        name="acc", attrs={"schedule_rule": DEPTHWISE_RULE, DEPTHWISE_INTRIN: params.intrin})
-    return te.compute((n, oh, ow, c), lambda b, i, j, o: epilogue_expr(acc[b, i, j, o] + bias[o], o, epi, tens),
+        name="acc", attrs={"schedule_rule": DEPTHWISE_RULE, DEPTHWISE_INTRIN: params.intrin, **BIAS_INIT})
+    return te.compute((n, oh, ow, c), lambda b, i, j, o: epilogue_expr(acc[b, i, j, o], o, epi, tens),
                       name="requant")
 
 
@@ -132,11 +136,12 @@ def dense_te(x, w, bias, *tens, params: LinearParams, epi: Requantization):
     rk = te.reduce_axis((0, k), "rk")
     zp_x, zp_w = params.zp_x, params.zp_w
     if params.symmetric:
-        acc = te.compute((m, oc), lambda i, o: te.sum(_i32(x[i, rk]) * _i32(w[rk, o]), axis=rk), name="acc")
+        acc = te.compute((m, oc), lambda i, o: te.sum(_i32(x[i, rk]) * _i32(w[rk, o]), axis=rk), name="acc",
+                         attrs=BIAS_INIT)
     else:
         acc = te.compute((m, oc), lambda i, o: te.sum((_i32(x[i, rk]) - zp_x) * (_i32(w[rk, o]) - zp_w), axis=rk),
-                         name="acc")
-    return te.compute((m, oc), lambda i, o: epilogue_expr(acc[i, o] + bias[o], o, epi, tens), name="requant")
+                         name="acc", attrs=BIAS_INIT)
+    return te.compute((m, oc), lambda i, o: epilogue_expr(acc[i, o], o, epi, tens), name="requant")
 
 
 def batch_matmul_te(a, b, *, params: MatmulParams, epi: Requantization):
@@ -243,10 +248,10 @@ def _dot_kernel(x, wp, bias, rest, params: DotParams, epi: Requantization, geome
             return te.sum((a - zx[0]) * (w - zw[0]), axis=[*win, *chan])
         return te.sum(a * w, axis=[*win, *chan])
 
-    acc = te.compute((*out_lead, ocp), acc_f, name="acc", attrs={"tvmq_dot": params.intrin})
+    acc = te.compute((*out_lead, ocp), acc_f, name="acc", attrs={"tvmq_dot": params.intrin, **BIAS_INIT})
 
     def out_f(*idx):
-        v = acc[idx] + bias[idx[-1]]
+        v = acc[idx]
         if cw:
             v = v + extra[0][idx[:-1]] * cw
         return epilogue_expr(v, idx[-1], epi, tens)

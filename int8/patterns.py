@@ -12,7 +12,9 @@ from typing import Callable, Dict, List, Optional, Union
 import numpy as np
 import tvm
 from tvm import relax
+from tvm.relax.utils import gen_call_tir_inputs
 
+from .init_operand import init_from_operands
 from .params import QuantParams
 
 __all__ = ["REWRITES", "NoMatch", "QDQGraph", "Rewrite", "RewriteContext", "op_name", "register_int8", "require",
@@ -221,5 +223,8 @@ class RewriteContext:
 
     def call_te(self, te_fn: Callable, *args, name: str, **params):
         """``call_tir`` of ``te_fn(*tensors, **params)`` as a PrimFunc named ``name`` (the typed
-        parameters are bound here: ``BlockBuilder.call_te`` only passes on plain values)."""
-        return self.builder.call_te(functools.partial(te_fn, **params), *args, primfunc_name_hint=name)
+        parameters are bound here: ``BlockBuilder.call_te`` only passes on plain values), its
+        reductions initialized as the kernel asks (:mod:`.init_operand`)."""
+        func, call_args, out_sinfo = gen_call_tir_inputs(functools.partial(te_fn, **params), *args)
+        gvar = self.builder.add_func(init_from_operands(func), name)
+        return relax.op.call_tir(gvar, call_args, out_sinfo)

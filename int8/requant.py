@@ -103,6 +103,7 @@ __all__ = [
     "mbqm_tir",
     "requantize_tir",
     "requantize_fp32_tir",
+    "rint_int32_tir",
     "xnnpack_scale",
     "linear_multipliers",
     "fc_reference_scales",
@@ -461,8 +462,16 @@ def requantize_f64_tir(acc, scale, zp_out: int, qmin: int, qmax: int, out_dtype:
     return (_round_half_away_tir(v).astype("int32") + tirx.const(int(zp_out), "int32")).astype(out_dtype)
 
 
+def rint_int32_tir(v):
+    """``v`` (float32) rounded half to even into int32, as :func:`numpy.rint`: one conversion in the
+    default rounding mode (``llvm.lrint``: ``vcvtps2dq`` on x86, ``frintx`` + ``fcvtzs`` on Arm),
+    where ``nearbyint`` then a cast takes a rounding and a truncating conversion. ``v`` must be
+    within int32 (the callers clamp first)."""
+    return _tir().call_llvm_pure_intrin("int32", "llvm.lrint", v)
+
+
 def requantize_fp32_tir(acc, scale, zp_out: int, qmin: int, qmax: int, out_dtype: str):
-    """XNNPACK fp32 requantization as a PrimExpr (``nearbyint`` = round half to even)."""
+    """XNNPACK fp32 requantization as a PrimExpr (rounded half to even, :func:`rint_int32_tir`)."""
     tirx = _tir()
     if isinstance(scale, float):
         scale = tirx.const(float(np.float32(scale)), "float32")
@@ -471,5 +480,5 @@ def requantize_fp32_tir(acc, scale, zp_out: int, qmin: int, qmax: int, out_dtype
     lo = tirx.const(float(qmin - int(zp_out)), "float32")
     hi = tirx.const(float(qmax - int(zp_out)), "float32")
     v = tirx.max(tirx.min(v, hi), lo)
-    y = tirx.nearbyint(v).astype("int32") + tirx.const(int(zp_out), "int32")
+    y = rint_int32_tir(v) + tirx.const(int(zp_out), "int32")
     return y.astype(out_dtype)

@@ -205,7 +205,9 @@ def _lower_dot(ctx: RewriteContext, layer: _Layer, x_in, epi: Requantization, te
     if choice.layout != "row" and x_shape[-1] % 4 == 0 and not (conv is not None and any(conv.padding)):
         # the (..., C/4, 2, 2) view the intrinsic reads, as a free reshape
         x_in = ctx.builder.emit(relax.op.reshape(x_in, [*x_shape[:-1], x_shape[-1] // 4, 2, 2]))
-    args = (x_in, relax.const(packed), relax.const(bias_eff.astype(np.int32)), *extra, *tensors)
+    # the accumulator of every padded output channel starts from the bias (zero past ``oc``)
+    bias_padded = np.pad(bias_eff, (0, -oc % choice.lanes))
+    args = (x_in, relax.const(packed), relax.const(bias_padded.astype(np.int32)), *extra, *tensors)
     te_fn, name = (conv2d_dot_te, "int8_conv2d") if conv is not None else (dense_dot_te, "int8_dense")
     return ctx.call_te(te_fn, *args, params=params, epi=epi, name=name)
 

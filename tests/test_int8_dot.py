@@ -27,7 +27,8 @@ def test_every_intrinsic_is_registered(name):
         bufs = [(tuple(int(d) for d in p.ty.shape), str(p.ty.dtype)) for p in func.params]
         a_shape, b_shape = ((4,), (lanes, 4)) if layout == "row" else ((2, 2), (2, lanes, 2))
         zero_points = [((1,), "int32")] * 2 if layout == "pairzp" else []
-        assert bufs == [(a_shape, a), (b_shape, b), *zero_points, ((lanes,), "int32")]
+        # then the bias the accumulators start from (read by no instruction), and the accumulators
+        assert bufs == [(a_shape, a), (b_shape, b), *zero_points, ((lanes,), "int32"), ((lanes,), "int32")]
 
 
 def test_pairs_fit_int16_boundary():

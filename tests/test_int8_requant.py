@@ -65,14 +65,21 @@ def test_add_reference():
     np.testing.assert_array_equal(out, [15, -13, 127])
 
 
-def _build(fn, n):
+def _build(fn, n, lanes: int = 1):
+    """``y[i] = fn(x[i], i)``, compiled for the host (its loop vectorized by ``lanes``)."""
     import tvm
-    from tvm import te
+    from tvm import s_tir, te
 
     x = te.placeholder((n,), "int32", name="x")
     y = te.compute((n,), lambda i: fn(x[i], i), name="y")
     f = te.create_prim_func([x, y])
-    return tvm.compile(tvm.IRModule({"main": f}), target="llvm")
+    mod = tvm.IRModule({"main": f})
+    if lanes > 1:
+        sch = s_tir.Schedule(mod)
+        (i,) = sch.get_loops(sch.get_sblock("y"))
+        sch.vectorize(sch.split(i, [None, lanes])[1])
+        mod = sch.mod
+    return tvm.compile(mod, target="llvm")
 
 
 @pytest.mark.parametrize("real", [0.5, 0.00123, 0.9999, 1.7, 3.3e-6])
@@ -110,14 +117,16 @@ def test_tir_matches_numpy_per_channel():
     np.testing.assert_array_equal(y.numpy(), rq.requantize_np(x, q, s, -3, -128, 127, "int8"))
 
 
-def test_tir_fp32_matches_numpy():
+@pytest.mark.parametrize("lanes", [1, 4, 16])
+def test_tir_fp32_matches_numpy(lanes):
+    # scalar and vector conversions (vcvtps2dq on x86) round ties to even, as numpy.rint
     import tvm
 
     rng = np.random.default_rng(2)
-    x = rng.integers(-(1 << 20), 1 << 20, 5000).astype(np.int32)
-    x[:4] = [5, -5, 7, -7]
+    x = rng.integers(-(1 << 20), 1 << 20, 5008).astype(np.int32)
+    x[:8] = [5, -5, 7, -7, 1, -1, 3, -3]
     scale = 0.5
-    lib = _build(lambda v, i: rq.requantize_fp32_tir(v, scale, 3, -128, 127, "int8").astype("int32"), x.size)
+    lib = _build(lambda v, i: rq.requantize_fp32_tir(v, scale, 3, -128, 127, "int8").astype("int32"), x.size, lanes)
     y = tvm.runtime.tensor(np.zeros_like(x))
     lib["main"](tvm.runtime.tensor(x), y)
     np.testing.assert_array_equal(y.numpy(), rq.requantize_fp32_np(x, scale, 3, -128, 127, "int8").astype(np.int32))

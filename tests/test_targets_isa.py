@@ -37,18 +37,24 @@ needs_a64_tools = pytest.mark.skipif(
     reason="aarch64 cross toolchain missing: apt-get install gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu")
 
 
-def _packed_matmul(a_dtype: str, lanes: int, M=8, N=32, K=64):
-    """C[i, j] = sum_k A[i, k] * B[j, k] with B packed as (N/lanes, K/4, lanes, 4)."""
+def _packed_matmul(a_dtype: str, lanes: int, M=8, N=32, K=64, bias: bool = False):
+    """C[i, j] = sum_k A[i, k] * B[j, k] with B packed as (N/lanes, K/4, lanes, 4); with ``bias``,
+    the accumulators start from ``I[j]`` as tvmq's kernels do (what tvmq's intrinsics describe)."""
     from tvm import te
+
+    from tvmq.int8.init_operand import INIT_FROM, init_from_operands
 
     A = te.placeholder((M, K), a_dtype, name="A")
     B = te.placeholder((N // lanes, K // 4, lanes, 4), "int8", name="B")
+    I = te.placeholder((N,), "int32", name="I")  # noqa: E741 - the intrinsics' name for it
     k = te.reduce_axis((0, K), name="k")
     C = te.compute(
         (M, N),
         lambda i, j: te.sum(
             A[i, k].astype("int32") * B[j // lanes, k // 4, j % lanes, k % 4].astype("int32"), axis=k),
-        name="C")
+        name="C", attrs={INIT_FROM: 2} if bias else None)
+    if bias:
+        return init_from_operands(te.create_prim_func([A, B, I, C])), (M, N, K)
     return te.create_prim_func([A, B, C]), (M, N, K)
 
 
@@ -102,7 +108,7 @@ def test_cascadelake_vnni_matmul_has_vpdpbusd(tmp_path):
     import tvm
 
     prof = get_profile("cascadelake")
-    func, (M, N, K) = _packed_matmul("uint8", 16)
+    func, (M, N, K) = _packed_matmul("uint8", 16, bias=True)
     from tvmq.int8 import intrin  # noqa: F401 - registers tvmq_dot_vnni_u8i8
 
     lib = tvm.compile(_tensorized(func, 16, "tvmq_dot_vnni_u8i8"), target=prof.tvm_target(1))
@@ -113,10 +119,12 @@ def test_cascadelake_vnni_matmul_has_vpdpbusd(tmp_path):
         rng = np.random.default_rng(0)
         a = rng.integers(0, 256, (M, K), dtype=np.uint8)
         b = rng.integers(-128, 128, (N, K), dtype=np.int8)
+        bias = rng.integers(-5000, 5000, N).astype(np.int32)
         packed = b.reshape(N // 16, 16, K // 4, 4).transpose(0, 2, 1, 3).copy()
         c = tvm.runtime.tensor(np.zeros((M, N), "int32"))
-        tvm.runtime.load_module(str(so))["main"](tvm.runtime.tensor(a), tvm.runtime.tensor(packed), c)
-        np.testing.assert_array_equal(c.numpy(), a.astype(np.int64) @ b.astype(np.int64).T)
+        tvm.runtime.load_module(str(so))["main"](tvm.runtime.tensor(a), tvm.runtime.tensor(packed),
+                                                 tvm.runtime.tensor(bias), c)
+        np.testing.assert_array_equal(c.numpy(), a.astype(np.int64) @ b.astype(np.int64).T + bias)
 
 
 @needs_x86_tools
