@@ -83,24 +83,26 @@ def conv2d_te(x, w, bias, *tens, params: LinearParams, epi: Requantization):
 
 
 def depthwise_taps_te(x, w8, bias, *tens, params: TapsParams, epi: Requantization):
-    """A 3-column depthwise convolution (NHWC, stride and dilation 1) on a depthwise intrinsic
-    (:data:`tvmq.int8.intrin.DEPTHWISE`: four taps of unsigned bytes per channel and word).
+    """A 3-column depthwise convolution (NHWC, strides 1 or 2, dilation 1) on a depthwise
+    intrinsic (:data:`tvmq.int8.intrin.DEPTHWISE`: four taps of unsigned bytes per channel and word).
 
     ``taps[b, r, p, c]`` packs the activation of channel ``c`` at padded row ``r`` and the four
     padded columns ``2p .. 2p+3``, each plus ``a_offset`` (a byte of the intrinsic's type: unsigned,
-    or ``signed``), into one int32: output
-    column ``2p`` reads its three taps from bytes 0-2 of that word and column ``2p+1`` from bytes
-    1-3, so one packed word serves two outputs, and one padded row all the window rows that meet
-    it. ``w8[rh, q, c, k]`` holds the weights (minus their zero point) at byte ``k`` for an
-    output column of parity ``q`` (zero at the byte it does not read), packed at compile time.
-    The zero-point padding is computed as the words are packed: there is no padded copy.
-    ``acc`` starts from ``bias`` (``-(zp_x + a_offset) * sum(w - zp_w)`` and the layer's bias) and
-    adds ``sum((x + a_offset) * (w - zp_w))``; the requantization follows."""
+    or ``signed``), into one int32. With a column stride of 1, output column ``2p`` reads its three
+    taps from bytes 0-2 of that word and column ``2p+1`` from bytes 1-3, so one packed word serves
+    two outputs; with a stride of 2, output column ``p`` reads bytes 0-2 of word ``p``. One packed
+    row serves all the window rows that meet it. ``w8[rh, q, c, k]`` holds the weights (minus their
+    zero point) at byte ``k`` for an output column of parity ``q`` (zero at the byte it does not
+    read; only ``q = 0`` with a stride of 2), packed at compile time. The zero-point padding is
+    computed as the words are packed: there is no padded copy. ``acc`` starts from ``bias``
+    (``-(zp_x + a_offset) * sum(w - zp_w)`` and the layer's bias) and adds ``sum((x + a_offset) *
+    (w - zp_w))``; the requantization follows."""
     conv = params.conv
     n, h, wd, c = (int(v) for v in x.shape)
     kh = int(w8.shape[0])
+    sh, sw = conv.strides
     pt, pl, pb, pr = conv.padding
-    oh, ow = h + pt + pb - kh + 1, wd + pl + pr - 2
+    oh, ow = (h + pt + pb - kh) // sh + 1, (wd + pl + pr - 3) // sw + 1
     pad = params.zp_x + params.a_offset
 
     def pack(b, r, p, ch):
@@ -113,7 +115,8 @@ def depthwise_taps_te(x, w8, bias, *tens, params: TapsParams, epi: Requantizatio
             word = term if word is None else word | term
         return word
 
-    taps = te.compute((n, h + pt + pb, (ow + 1) // 2, c), pack, name=TAPS_BLOCK)
+    words = (ow + 1) // 2 if sw == 1 else ow
+    taps = te.compute((n, (oh - 1) * sh + kh, words, c), pack, name=TAPS_BLOCK)
     rh = te.reduce_axis((0, kh), "rh")
     rk = te.reduce_axis((0, 4), "rk")
 
@@ -121,9 +124,15 @@ def depthwise_taps_te(x, w8, bias, *tens, params: TapsParams, epi: Requantizatio
         byte = (taps[b, r, p, o] >> (rk * 8)) & 255
         return ((byte ^ 128) - 128) if params.signed else byte
 
+    if sw == 1:
+        def term(b, i, j, o):
+            return tap(b, i * sh + rh, j // 2, o) * _i32(w8[rh, j % 2, o, rk])
+    else:
+        def term(b, i, j, o):
+            return tap(b, i * sh + rh, j, o) * _i32(w8[rh, 0, o, rk])
+
     acc = te.compute(
-        (n, oh, ow, c),
-        lambda b, i, j, o: te.sum(tap(b, i + rh, j // 2, o) * _i32(w8[rh, j % 2, o, rk]), axis=[rh, rk]),
+        (n, oh, ow, c), lambda b, i, j, o: te.sum(term(b, i, j, o), axis=[rh, rk]),
         name="acc", attrs={"schedule_rule": DEPTHWISE_RULE, DEPTHWISE_INTRIN: params.intrin, **BIAS_INIT})
     return te.compute((n, oh, ow, c), lambda b, i, j, o: epilogue_expr(acc[b, i, j, o], o, epi, tens),
                       name="requant")

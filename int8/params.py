@@ -114,7 +114,7 @@ class TapsParams:
     """A depthwise convolution on a depthwise intrinsic (:data:`.intrin.DEPTHWISE`): the
     activation's zero point, the offset that brings it into the intrinsic's byte type (unsigned:
     128 for int8, 0 for uint8; signed: 0 for int8, -128 for uint8), the intrinsic, and the
-    convolution (stride and dilation 1, three columns, channels a multiple of the intrinsic's lanes)."""
+    convolution (strides 1 or 2, dilation 1, three columns, channels a multiple of the intrinsic's lanes)."""
 
     zp_x: int
     a_offset: int

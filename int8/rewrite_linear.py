@@ -214,15 +214,15 @@ def _lower_dot(ctx: RewriteContext, layer: _Layer, x_in, epi: Requantization, te
 
 def _fits_depthwise_intrin(scheme, layer: _Layer) -> bool:
     """Whether a depthwise convolution runs on the scheme's depthwise intrinsic: one filter per
-    channel, three columns, stride and dilation 1, channels a multiple of its lanes, and weights that
-    stay int8 once their zero point is subtracted."""
+    channel, three columns, strides of 1 or 2, dilation 1, channels a multiple of its lanes, and
+    weights that stay int8 once their zero point is subtracted."""
     conv = layer.conv
     if scheme not in intrin.DEPTHWISE or conv is None or conv.groups == 1:
         return False
     kh, kw, icg, oc = layer.w.shape
     if icg != 1 or oc != conv.groups or kw != 3 or oc % intrin.DEPTHWISE_LANES[intrin.DEPTHWISE[scheme]]:
         return False
-    if tuple(conv.strides) != (1, 1) or tuple(conv.dilation) != (1, 1):
+    if not set(conv.strides) <= {1, 2} or tuple(conv.dilation) != (1, 1):
         return False
     b = layer.w.astype(np.int64) - layer.w_zp
     lo, hi = INT_RANGES["int8"]
@@ -231,14 +231,15 @@ def _fits_depthwise_intrin(scheme, layer: _Layer) -> bool:
 
 def _lower_depthwise_taps(ctx: RewriteContext, layer: _Layer, x_in, epi: Requantization, tensors):
     """A depthwise convolution on the depthwise intrinsic (:func:`.kernels_linear.depthwise_taps_te`):
-    the weights minus their zero point packed per output column parity, and the activation's
-    offsets folded into the bias."""
+    the weights minus their zero point packed per output column parity (one parity with a column
+    stride of 2), and the activation's offsets folded into the bias."""
     kh, kw, _, oc = layer.w.shape
     b = (layer.w.astype(np.int64) - layer.w_zp)[:, :, 0, :]  # (kh, 3, C)
-    w8 = np.zeros((kh, 2, oc, 4), np.int64)
-    for k in range(kw):
-        w8[:, 0, :, k] = b[:, k, :]
-        w8[:, 1, :, k + 1] = b[:, k, :]
+    parities = 2 if layer.conv.strides[1] == 1 else 1
+    w8 = np.zeros((kh, parities, oc, 4), np.int64)
+    for q in range(parities):
+        for k in range(kw):
+            w8[:, q, :, k + q] = b[:, k, :]
     name = intrin.DEPTHWISE[ctx.scheme]
     signed = intrin.DEPTHWISE_SIGNED[name]
     # the activation as the intrinsic's bytes: int8 -> uint8 (+128) or uint8 -> int8 (-128), or as it is

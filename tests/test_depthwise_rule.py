@@ -98,9 +98,9 @@ def _packs_taps(func) -> bool:
     return True
 
 
-def test_stride_one_layers_use_the_depthwise_intrinsic_where_the_scheme_has_one(depthwise_funcs):
-    """On VNNI the stride-1 layers (all of the built-in model's have 16k channels) pack taps for
-    ``vpdpbusd``; stride-2 layers, and schemes without a depthwise intrinsic, keep the vector loops."""
+def test_depthwise_layers_use_the_depthwise_intrinsic_where_the_scheme_has_one(depthwise_funcs):
+    """On VNNI every layer (all of the built-in model's have 16k channels), stride 1 or 2, packs
+    taps for ``vpdpbusd``; schemes without a depthwise intrinsic keep the vector loops."""
     from tvmq.int8.intrin import DEPTHWISE
     from tvmq.targets import resolve_target
 
@@ -112,10 +112,10 @@ def test_stride_one_layers_use_the_depthwise_intrinsic_where_the_scheme_has_one(
         out_height = int(ms.arg_info.ArgInfo.from_prim_func(func)[-1].shape[1])
         return round(_input_height(func) / out_height)
 
-    strides = {name: stride(f) for name, f in funcs.items()}
     packed = {name for name, f in funcs.items() if _packs_taps(f)}
     if scheme in DEPTHWISE:
-        assert packed == {name for name, s in strides.items() if s == 1} and packed
+        assert packed == set(funcs)
+        assert {stride(funcs[name]) for name in packed} == {1, 2}
     else:
         assert not packed
 
@@ -211,8 +211,9 @@ def test_the_search_replays_the_sketches_with_other_tiles(depthwise_funcs, tmp_p
     np.testing.assert_array_equal(_run(sch.mod["main"], target, arrays), _run(func, target, arrays))
 
 
+@pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("x_dtype,signed", [("int8", False), ("uint8", False), ("int8", True), ("uint8", True)])
-def test_packed_taps_accumulate_the_window_times_the_weights(x_dtype, signed):
+def test_packed_taps_accumulate_the_window_times_the_weights(x_dtype, signed, stride):
     """The packed-taps kernel's accumulator, computed by its own loops (what the intrinsics' descriptions
     say, unsigned bytes for ``vpdpbusd``, signed for ``sdot``), on the host: for every output pixel
     ``sum((x_pad + a_offset) * (w - zp_w))`` over the 3x3 window of the input padded with its zero point.
@@ -229,10 +230,16 @@ def test_packed_taps_accumulate_the_window_times_the_weights(x_dtype, signed):
     a_offset = {("int8", False): 128, ("uint8", False): 0, ("int8", True): 0, ("uint8", True): -128}[x_dtype, signed]
     x = rng.integers(lo, hi + 1, (1, h, w, c)).astype(x_dtype)
     b = rng.integers(-128, 128, (3, 3, c))  # weights minus their zero point
-    w8 = np.zeros((3, 2, c, 4), np.int8)
-    for k in range(3):
-        w8[:, 0, :, k], w8[:, 1, :, k + 1] = b[:, k, :], b[:, k, :]
-    conv = ConvParams((1, 1), (1, 1, 1, 1), (1, 1), c)
+    parities = 2 if stride == 1 else 1  # (the lowering's packing, one column parity with a stride of 2)
+    w8 = np.zeros((3, parities, c, 4), np.int8)
+    for q in range(parities):
+        for k in range(3):
+            w8[:, q, :, k + q] = b[:, k, :]
+    # TensorFlow's "same" padding: (1, 1) on both axes with a stride of 1; with 2, (1, 1) on the 7 rows
+    # and (0, 1) on the 6 columns
+    pt, pl, pb, pr = (1, 1, 1, 1) if stride == 1 else (1, 0, 1, 1)
+    oh, ow = (h + pt + pb - 3) // stride + 1, (w + pl + pr - 3) // stride + 1
+    conv = ConvParams((stride, stride), (pt, pl, pb, pr), (1, 1), c)
     xt = te.placeholder(x.shape, x_dtype, name="x")
     wt = te.placeholder(w8.shape, "int8", name="w8")
     bt = te.placeholder((c,), "int32", name="bias")
@@ -241,12 +248,16 @@ def test_packed_taps_accumulate_the_window_times_the_weights(x_dtype, signed):
     (acc,) = [t for t in out.op.input_tensors if t.op.name == "acc"]
     func = te.create_prim_func([xt, wt, acc]).with_attr("global_symbol", "main")
     lib = tvm.compile(tvm.IRModule({"main": func}), target="llvm")
-    got = tvm.runtime.tensor(np.zeros((1, h, w, c), np.int32))
+    got = tvm.runtime.tensor(np.zeros((1, oh, ow, c), np.int32))
     lib["main"](tvm.runtime.tensor(x), tvm.runtime.tensor(w8), got)
 
-    xp = np.pad(x.astype(np.int64), [(0, 0), (1, 1), (1, 1), (0, 0)], constant_values=zp_x) + a_offset
-    want = sum(xp[:, i:i + h, j:j + w, :] * b[i, j] for i in range(3) for j in range(3))
+    xp = np.pad(x.astype(np.int64), [(0, 0), (pt, pb), (pl, pr), (0, 0)], constant_values=zp_x) + a_offset
+
+    def window(i, j):  # the input pixels that tap (i, j) of the window meets, for every output pixel
+        return xp[:, i:i + stride * (oh - 1) + 1:stride, j:j + stride * (ow - 1) + 1:stride, :]
+
+    want = sum(window(i, j) * b[i, j] for i in range(3) for j in range(3))
     np.testing.assert_array_equal(got.numpy(), want)
     tflite = want - (zp_x + a_offset) * b.sum(axis=(0, 1))
-    np.testing.assert_array_equal(tflite, sum((xp[:, i:i + h, j:j + w, :] - a_offset - zp_x) * b[i, j]
+    np.testing.assert_array_equal(tflite, sum((window(i, j) - a_offset - zp_x) * b[i, j]
                                               for i in range(3) for j in range(3)))
