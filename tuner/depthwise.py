@@ -48,6 +48,10 @@ from .rules import SERIAL_ANNOTATION
 LANE_CHOICES = (8, 16, 32, 64)  # int32 lanes per vector (widths of 24 and 48 ran 2-4x slower)
 MAX_TILE = 4  # output rows, and columns, per register tile at most
 PAD_BLOCK = "pad_zp"  # the int8 kernels' zero-point padding (tvmq.int8.kernels_linear)
+# bytes per vector of the padding's copy: one 512-bit register. Vectorized across all the channels
+# of a row (576 of mobilenet_v2), LLVM took 3-3.5 s to emit a candidate's object code where 0.1 s
+# was usual: the depthwise tasks of a uint8 model spent 37 s per round of 16 candidates, not 5.
+MAX_PAD_VECTOR = 64
 
 
 def lane_choices(channels: int) -> list[int]:
@@ -55,6 +59,16 @@ def lane_choices(channels: int) -> list[int]:
     count itself where none does (fewer than 8 channels, or an odd count)."""
     fits = [v for v in LANE_CHOICES if channels % v == 0]
     return fits[-3:] if fits else [channels]
+
+
+def _at_most(sch, loop, width: int):
+    """``loop``, or the inner loop of a split of it into the widest divisor of its extent that is
+    at most ``width`` (a power of two; the loop as it is where none but 1 divides)."""
+    extent = int(sch.get(loop).extent)
+    factor = next(f for f in (width >> k for k in range(width.bit_length())) if extent % f == 0)
+    if factor == extent or factor == 1:
+        return loop
+    return sch.split(loop, [None, factor])[1]
 
 
 def _schedule(sch, block, lanes: int, parallel: bool):
@@ -82,7 +96,7 @@ def _schedule(sch, block, lanes: int, parallel: bool):
         if not sch.get(producer).name_hint.startswith(PAD_BLOCK):
             continue  # anything else fused before the convolution: MetaSchedule's rules place it
         sch.compute_at(producer, outer, preserve_unit_loops=True)
-        sch.vectorize(sch.get_loops(producer)[-1])
+        sch.vectorize(_at_most(sch, sch.get_loops(producer)[-1], MAX_PAD_VECTOR))
         sch.annotate(producer, "schedule_rule", "None")  # placed: MetaSchedule's rules leave it
     if parallel:
         sch.parallel(outer)
