@@ -29,7 +29,9 @@ four taps per channel packed into one word: ``vpdpbusd`` on VNNI) gets the same 
 the channels at the intrinsic's width: the packed words of a tile are computed per tile (its rows and
 column pairs, vectorized over the channels), and the accumulation is tensorized with the intrinsic.
 On a 2-vCPU Zen 4 (2 threads, best of a grid of tiles, one-op kernels) that ran 1.3-1.4x faster than
-the ``vpmulld`` form on the stride-1 layers of mobilenet_v2 (e.g. 14x14x576: 23.8 -> 18.0 us).
+the ``vpmulld`` form on the stride-1 layers of mobilenet_v2 (e.g. 14x14x576: 23.8 -> 18.0 us); on its
+stride-2 layers, where a packed word serves one output column instead of two, 1.04-1.25x within the
+tuned model (one thread).
 
 The int8 lowering asks for this rule by annotating the accumulation block
 (``schedule_rule = DEPTHWISE_RULE``, MetaSchedule's own hook for custom rules: its ``ApplyCustomRule``
