@@ -11,10 +11,11 @@ A TE kernel marks its reduction block with ``attrs={INIT_FROM: i}``, ``i`` the p
 that the block's ``init`` stores ``operand[o]``, ``o`` the block's last spatial index (the
 output channel), in place of zero.
 
-The operand is not added to the block's read regions. MetaSchedule's decomposition of a
-reduction keeps the block's reads on its update block, where a tensor intrinsic's description
-would then fail to match the extra region (``RewriteTensorize``); and the operand is a parameter
-no block writes, so no dependency goes unseen.
+The operand is added to the block's read regions: a buffer the block reads without declaring it
+enters the block's structural hash by identity, so the same kernel lowered twice would be two
+workloads under MetaSchedule's anchor-block equality, and a database would never find its records
+again. MetaSchedule's decomposition of the reduction keeps that read on the block it tensorizes,
+so tvmq's intrinsics declare it as well (:mod:`.intrin`).
 """
 
 from __future__ import annotations
@@ -26,15 +27,18 @@ __all__ = ["INIT_FROM", "init_from_operands"]
 INIT_FROM = "tvmq_init_from"
 
 
-def _init_from(block: s_tir.SBlock, operand) -> s_tir.SBlock:
-    init = block.init
-    assert isinstance(init, tirx.BufferStore), f"block {block.name_hint}: init is not one store"
-    channel = init.indices[-1]
-    load = tirx.BufferLoad(operand, [channel])
-    reads = [*block.reads, tirx.BufferRegion(operand, [ir.Range.from_min_extent(channel, 1)])]
-    annotations = {k: v for k, v in block.annotations.items() if k != INIT_FROM}
-    return s_tir.SBlock(block.iter_vars, reads, block.writes, block.name_hint, block.body,
-                        tirx.BufferStore(init.buffer, load.astype(init.buffer.dtype), init.indices),
+def _with_init(block: s_tir.SBlock, body, operand) -> s_tir.SBlock:
+    """``block`` with ``body``, and, given an ``operand``, its init storing ``operand[o]`` (``o`` the
+    init's last index, the output channel) and that read declared."""
+    init, reads, annotations = block.init, block.reads, block.annotations
+    if operand is not None:
+        assert isinstance(init, tirx.BufferStore), f"block {block.name_hint}: init is not one store"
+        channel = init.indices[-1]
+        init = tirx.BufferStore(init.buffer, tirx.BufferLoad(operand, [channel]).astype(init.buffer.dtype),
+                                init.indices)
+        reads = [*reads, tirx.BufferRegion(operand, [ir.Range.from_min_extent(channel, 1)])]
+        annotations = {k: v for k, v in annotations.items() if k != INIT_FROM}
+    return s_tir.SBlock(block.iter_vars, reads, block.writes, block.name_hint, body, init,
                         block.alloc_buffers, block.match_buffers, annotations)
 
 
@@ -42,13 +46,10 @@ def _rewrite(stmt, operands):
     if isinstance(stmt, s_tir.SBlockRealize):
         block = stmt.block
         body = _rewrite(block.body, operands)
-        if not body.same_as(block.body):
-            block = s_tir.SBlock(block.iter_vars, block.reads, block.writes, block.name_hint, body, block.init,
-                                 block.alloc_buffers, block.match_buffers, block.annotations)
-        if INIT_FROM in block.annotations:
-            block = _init_from(block, operands[int(block.annotations[INIT_FROM])])
-        if block.same_as(stmt.block):
+        mark = block.annotations.get(INIT_FROM)
+        if body.same_as(block.body) and mark is None:
             return stmt
+        block = _with_init(block, body, None if mark is None else operands[int(mark)])
         return s_tir.SBlockRealize(stmt.iter_values, stmt.predicate, block)
     if isinstance(stmt, tirx.For):
         body = _rewrite(stmt.body, operands)

@@ -124,12 +124,9 @@ def depthwise_taps_te(x, w8, bias, *tens, params: TapsParams, epi: Requantizatio
         byte = (taps[b, r, p, o] >> (rk * 8)) & 255
         return ((byte ^ 128) - 128) if params.signed else byte
 
-    if sw == 1:
-        def term(b, i, j, o):
-            return tap(b, i * sh + rh, j // 2, o) * _i32(w8[rh, j % 2, o, rk])
-    else:
-        def term(b, i, j, o):
-            return tap(b, i * sh + rh, j, o) * _i32(w8[rh, 0, o, rk])
+    def term(b, i, j, o):
+        word, parity = (j // 2, j % 2) if sw == 1 else (j, 0)
+        return tap(b, i * sh + rh, word, o) * _i32(w8[rh, parity, o, rk])
 
     acc = te.compute(
         (n, oh, ow, c), lambda b, i, j, o: te.sum(term(b, i, j, o), axis=[rh, rk]),
