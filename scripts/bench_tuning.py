@@ -1,16 +1,17 @@
 #!/usr/bin/env python3
 """Tuning benchmark: the numbers of the tuning issues, measured side by side in one run.
 
---minutes 2,5,10,20 (the default): the tuning curve against wall-clock time. MODEL (default
-mobilenet_v2_1.0_224_quant, the integer path, the default requantization) is tuned into a fresh
-database in segments that end at those minutes of tuning; after each segment the model is built
-from the database, verified, and benchmarked against TFLite in alternating blocks, so every point
-is a measured latency (and its ratio to TFLite), not an estimate. Then, with --reference-db (a
-database tuned much longer, e.g. 2,000 trials), the same model built from it: the reference.
-Then SECOND is tuned for --second-minutes on the same database: how many of its tasks the first
-model's records already covered (its head start).
+--minutes 2,5,10,20 (the default): the tuning curve against wall-clock time. For each point MODEL
+(default mobilenet_v2_1.0_224_quant, the integer path, the default requantization) is tuned on a
+fresh database with that budget (what `tvmq-tune --budget Nm` gives a user), then built, verified,
+and benchmarked against TFLite in alternating blocks, so every point is a measured latency (and
+its ratio to TFLite), not an estimate. Then the reference, a database tuned much longer: tuned
+here with --reference-trials N (a fresh database, N trials), or given with --reference-db; the
+model is built from it and measured the same way. Then SECOND is tuned for --second-minutes on the
+database of the longest point: how many of its tasks the first model's records already covered
+(its head start). The points add up: 2,5,10,20 tune for 37 minutes.
 
-    python scripts/bench_tuning.py --minutes 2,5,10 --reference-db ref.db
+    python scripts/bench_tuning.py --minutes 2,5,10,20 --reference-trials 2000
 
 --trials N instead: the earlier benchmark, by trials:
 1. tune MODEL (default mobilenet_v2_1.0_224_quant) with --trials into a fresh database, then
@@ -82,28 +83,32 @@ def compare_builders(model: str, trials: int, console: Console) -> list[tuple[st
 
 
 def curve(args, console: Console) -> dict:
-    """The tuning curve in segments of wall-clock minutes, the reference and the second model."""
-    db = args.db or str(Path(tempfile.mkdtemp(prefix="tvmq-bench-")) / "tune.db")
+    """The tuning curve (one fresh database per point), the reference and the second model."""
+    root = Path(args.db or tempfile.mkdtemp(prefix="tvmq-bench-"))
+    root.mkdir(parents=True, exist_ok=True)
     common = dict(target=args.target, images=[args.image], labels=args.labels, repeat=args.repeat)
     out = Path(args.out)
-    points, spent, trials = [], 0.0, 0
+    points, db = [], None
     wall0 = time.perf_counter()
     for minutes in sorted(float(m) for m in args.minutes.split(",")):
-        budget = minutes * 60 - spent
-        if budget <= 1:
-            continue
-        # each segment after the first goes on searching every task (--retune), from what the database
-        # holds: without it, a task with records is not searched again and the later segments tune nothing
-        r = run(console, model=args.model, db=db, budget=budget, out_dir=out / f"curve_{minutes:g}m",
-                retune=bool(points), **common)
-        spent += r["timings_s"].get("tune", budget)
-        trials += r["tuning"]["trials"]
+        # what `tvmq-tune --budget Nm` gives a user: a run of its own on a fresh database. (Segments of one
+        # database, each a run resumed with --retune, spent each segment's start on a round of every task.)
+        db = str(root / f"curve_{minutes:g}m.db")
+        r = run(console, model=args.model, db=db, budget=minutes * 60, out_dir=out / f"curve_{minutes:g}m", **common)
+        spent = r["timings_s"].get("tune", minutes * 60)
+        trials = r["tuning"]["trials"]
         lat = r["latency_ms"]
         points.append({"minutes": round(spent / 60, 2), "trials": trials, "trials_per_min": trials / spent * 60,
                        "tvm_ms": lat["tvm"]["median"], "tflite_ms": lat["tflite"]["median"],
                        "ratio": lat["ratio_tvm_over_tflite"], "ratio_ci95": lat.get("ratio_ci95"),
                        "tasks_with_records": sum(1 for t in r["tuning"]["tasks"] if t["in_db"]),
                        "tasks": r["tuning"]["tasks_total"], "verdict": r["verdict"]})
+    if args.reference_trials:
+        args.reference_db = str(root / f"reference_{args.reference_trials}.db")
+        t0 = time.perf_counter()
+        r = run(console, model=args.model, db=args.reference_db, trials=args.reference_trials,
+                out_dir=out / "reference_tune", **common)
+        console.print(f"reference: {r['tuning']['trials']} trials in {time.perf_counter() - t0:.0f} s")
     summary: dict = {"db": db, "model": args.model, "curve": points,
                      "wall_s": round(time.perf_counter() - wall0, 1)}
     table = Table(title="Tuning curve: measured latency against minutes of tuning", title_justify="left")
@@ -146,12 +151,15 @@ def main() -> int:
     ap.add_argument("--labels", default=str(MODELS / "imagenet_labels.txt"))
     ap.add_argument("--minutes", default="2,5,10,20", help="curve checkpoints, minutes of tuning (default 2,5,10,20)")
     ap.add_argument("--reference-db", help="a database tuned much longer for MODEL (e.g. 2,000 trials): the reference")
+    ap.add_argument("--reference-trials", type=int, default=0,
+                    help="tune the reference here: a fresh database, this many trials (e.g. 2000)")
     ap.add_argument("--second-minutes", type=float, default=2.0, help="tuning minutes of SECOND after the curve")
     ap.add_argument("--trials", type=int, default=0, help="the trials mode instead of the curve")
     ap.add_argument("--second-trials", type=int, default=0, help="trials for the second model (default 0: coverage only)")
     ap.add_argument("--target", default="native")
     ap.add_argument("--repeat", type=int, default=30)
-    ap.add_argument("--db", help="database (default: a fresh one in a temporary folder)")
+    ap.add_argument("--db", help="database (default: a fresh one in a temporary folder); with --minutes, a folder "
+                    "for one fresh database per point")
     ap.add_argument("--out", default="tvmq_out/bench_tuning")
     ap.add_argument("--compare-builders", type=int, default=0, metavar="TRIALS")
     ap.add_argument("--skip-tuning", action="store_true", help="only --compare-builders")

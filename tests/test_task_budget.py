@@ -96,3 +96,19 @@ def test_the_progress_line_calls_the_sum_of_kernels_what_it_is():
     line = progress_line(result, 32, 60.0, 2)
     assert line == "tuning 1:00: 32 trials (32/min), 2 tasks searched, kernel sum 1.500 ms"
     assert "end-to-end" not in line
+
+
+def test_a_time_budget_is_planned_by_the_trials_it_will_measure():
+    """``--budget`` leaves the trial cap at 100,000; the plan must judge the budget by the trials it
+    will measure (2.3/s), or a 10-minute budget gives its first rounds to every near-free task."""
+    from tvmq.tuner.scheduler import EXPECTED_TRIALS_PER_S, plan_search
+
+    ids = list(range(60))
+    costs = [10.0] * 37 + [0.005] * 23  # 37 convolutions; 23 adds and requantizes, 0.03% of the time
+    kept, per_iter = plan_search(ids, costs, trials=100_000, budget_s=600)
+    assert kept == ids[:37], "the negligible tasks are left to their default schedule"
+    assert per_iter == 32 and 37 * 32 <= 600 * EXPECTED_TRIALS_PER_S, "the 37 kept get full rounds"
+    assert plan_search(ids, costs, trials=100_000, budget_s=3600) == (ids, 32), "an hour searches every task"
+    assert plan_search(ids, costs, trials=100_000, budget_s=None) == (ids, 32), "a trial count is its own measure"
+    kept, per_iter = plan_search(ids, costs, trials=100_000, budget_s=120)
+    assert per_iter == 16 and kept == ids[:int(120 * EXPECTED_TRIALS_PER_S) // 16], "2 minutes: the costliest"

@@ -32,6 +32,12 @@ def median_ms(runner_result) -> float | None:
 EXPECTED_TRIALS_PER_S = 2.3  # whole default runs on 2 vCPUs measured 140-166 trials/min
 
 
+def expected_trials(trials: int, budget_s: float | None) -> int:
+    """The trials a search will measure: ``trials``, or fewer where a time budget ends it first
+    (estimated at :data:`EXPECTED_TRIALS_PER_S`)."""
+    return trials if not budget_s else min(trials, int(budget_s * EXPECTED_TRIALS_PER_S))
+
+
 def round_size(n_tasks: int, trials: int, budget_s: float | None, largest: int = 32) -> int:
     """Candidates measured per round of one task: ``largest`` where the search can give each of
     ``n_tasks`` a round that size, else half of it, so that a short budget still reaches every
@@ -40,7 +46,7 @@ def round_size(n_tasks: int, trials: int, budget_s: float | None, largest: int =
     On the built-in model's 32 tasks and the default 3 minutes (2-vCPU Zen 4, one run each),
     rounds of 32 reached 14 tasks at 144 trials/min (the build then ran at 1.05x TFLite's time),
     rounds of 16 reached 27 at 140/min (0.95x), and rounds of 8 all 32 at 88/min (1.09x)."""
-    can = trials if not budget_s else min(trials, int(budget_s * EXPECTED_TRIALS_PER_S))
+    can = expected_trials(trials, budget_s)
     size = largest if n_tasks * largest <= can else max(1, largest // 2)
     return max(1, min(size, trials))
 
@@ -50,7 +56,9 @@ def budget_tasks(tasks: list[int], costs: list[float], trials: int, per_iter: in
     """The tasks worth searching with ``trials``, most costly first (the order of the first
     round, so that a budget that ends early has spent it where the time is).
 
-    ``costs`` are the tasks' untuned shares of the model (weight x latency). When the budget
+    ``trials``: what the search will measure (:func:`expected_trials` of a time budget, not the
+    cap on trials that a budget leaves at 100,000). ``costs`` are the tasks' untuned shares of the
+    model (weight x latency). When the budget
     cannot give every task ``rounds`` rounds of ``per_iter`` trials, the cheapest tasks that
     together hold at most ``negligible`` of the untuned time are left to their default schedule
     (an int8 mobilenet_v2 has a dozen adds and requantizes of a few microseconds each: one
@@ -64,6 +72,19 @@ def budget_tasks(tasks: list[int], costs: list[float], trials: int, per_iter: in
             dropped += costs[order.pop()]
     order = order[: max(1, trials // per_iter)]
     return [tasks[k] for k in order]
+
+
+def plan_search(tasks: list[int], costs: list[float], trials: int, budget_s: float | None,
+                largest: int = 32) -> tuple[list[int], int]:
+    """The tasks a search spends ``trials`` (or a ``budget_s`` of wall-clock time, which ends it
+    first) on, costliest first, and the candidates per round (:func:`budget_tasks`,
+    :func:`round_size`). A budget is judged by the trials it will measure, not by the cap on
+    trials it leaves: judged by the cap, a 10-minute budget on an int8 mobilenet_v2 quant (60
+    tasks) gave its first rounds to all 60, the 23 that hold 2% of the time among them."""
+    per_iter = round_size(len(tasks), trials, budget_s, largest)
+    kept = budget_tasks(tasks, costs, expected_trials(trials, budget_s), per_iter)
+    # rounds sized for the tasks kept: dropping the negligible ones may leave full rounds for the rest
+    return kept, round_size(len(kept), trials, budget_s, largest)
 
 
 class TaskProgress:

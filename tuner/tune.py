@@ -28,7 +28,7 @@ from tvmq.errors import Interrupted, TvmqError
 from tvmq.files import native_stderr_to
 
 from .rules import space_generator
-from .scheduler import EagerGradientScheduler, budget_tasks, median_ms, round_size
+from .scheduler import EagerGradientScheduler, median_ms, plan_search
 from .tasks import DEFAULT_MODULE_EQUALITY, TaskInfo, describe
 from .warmstart import warm_start
 
@@ -378,8 +378,8 @@ def tune(tasks, target, records: Records, config: TuneConfig, console: Console |
                         info.untuned_ms = v
                 result.curve.append({"trials": 0, "estimated_ms": result.estimated_ms("tuned"),
                                      "elapsed_s": round(time.perf_counter() - start, 2)})
-            per_iter = round_size(len(selected), config.trials, config.budget_s, config.num_trials_per_iter)
-            selected = budget_tasks(selected, [_untuned_cost(infos[i]) for i in selected], config.trials, per_iter)
+            selected, per_iter = plan_search(selected, [_untuned_cost(infos[i]) for i in selected], config.trials,
+                                             config.budget_s, config.num_trials_per_iter)
             patience = config.patience or max(32, 3 * per_iter)
             ctxs, weights = tune_contexts([tasks[i] for i in selected], config.work_dir, config.seed, config.threads,
                                           config.population, config.genetic_iters)
