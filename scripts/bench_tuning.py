@@ -7,8 +7,10 @@ fresh database with that budget (what `tvmq-tune --budget Nm` gives a user), the
 and benchmarked against TFLite in alternating blocks, so every point is a measured latency (and
 its ratio to TFLite), not an estimate. Then the reference, a database tuned much longer: tuned
 here with --reference-trials N (a fresh database, N trials), or given with --reference-db; the
-model is built from it and measured the same way. Then SECOND is tuned for --second-minutes on the
-database of the longest point: how many of its tasks the first model's records already covered
+model is built from it and measured the same way. Then all those builds and TFLite are timed side
+by side in one process (scripts/bench_threads.py, 2 and 1 threads): the figures to compare, where
+each point's own was taken at its own moment of a shared host. Then SECOND is tuned for
+--second-minutes on the database of the longest point: how many of its tasks the first model's records already covered
 (its head start). The points add up: 2,5,10,20 tune for 37 minutes.
 
     python scripts/bench_tuning.py --minutes 2,5,10,20 --reference-trials 2000
@@ -128,10 +130,15 @@ def curve(args, console: Console) -> dict:
         table.add_row("reference", "-", "-", "-", f"{lat['tvm']['median']:.3f}", f"{lat['tflite']['median']:.3f}",
                       f"{lat['ratio_tvm_over_tflite']:.2f}", ref["verdict"])
     Console().print(table)
+    builds = {f"{m:g} min": out / f"curve_{m:g}m" for m in sorted(float(m) for m in args.minutes.split(","))}
+    if args.reference_db:
+        builds["reference"] = out / "reference"
+    summary["side_by_side"] = side_by_side(args.model, builds, args.image, out / "side_by_side.json")
     if points and args.reference_db:
-        last, ref = points[-1], summary["reference"]
-        Console().print(f"after {last['minutes']:.1f} min: {last['ratio'] / ref['ratio']:.2f}x the reference's "
-                        "latency (compared through each one's ratio to TFLite, measured in its own run)")
+        rows = {r["label"]: r for r in summary["side_by_side"] if r["threads"] == summary["side_by_side"][0]["threads"]}
+        last = [k for k in builds if k != "reference"][-1]
+        Console().print(f"after {last}: {rows[last]['ms'] / rows['reference']['ms']:.3f}x the reference's latency "
+                        "(side by side, one process)")
     if args.second_minutes > 0:
         second = run(console, model=args.second, db=db, budget=args.second_minutes * 60, out_dir=out / "second", **common)
         tuning = second["tuning"]
@@ -141,6 +148,20 @@ def curve(args, console: Console) -> dict:
         Console().print(f"second model: {tuning['tasks_from_db']} of {tuning['tasks_total']} tasks had records from "
                         f"the first before its own {args.second_minutes:g} min of tuning")
     return summary
+
+
+def side_by_side(model: str, builds: dict[str, Path], image: str, json_path: Path) -> list[dict]:
+    """The builds and TFLite timed in alternating blocks in one process (scripts/bench_threads.py, 2
+    then 1 thread), after the curve: each point's own figure was taken right after its run, and on a
+    shared host a slow spell can fall on one point and not the next."""
+    import subprocess
+
+    cmd = [sys.executable, str(Path(__file__).with_name("bench_threads.py")), model, *map(str, builds.values()),
+           "--threads", "2", "1", "--blocks", "11", "--runs", "20", "--image", image, "--json", str(json_path)]
+    subprocess.run(cmd, check=True)
+    label = {str(path): name for name, path in builds.items()}
+    rows = json.loads(json_path.read_text())["rows"]
+    return [{**r, "label": label.get(r["engine"], "TFLite")} for r in rows]
 
 
 def main() -> int:
