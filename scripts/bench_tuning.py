@@ -10,8 +10,8 @@ here with --reference-trials N (a fresh database, N trials), or given with --ref
 model is built from it and measured the same way. Then all those builds and TFLite are timed side
 by side in one process (scripts/bench_threads.py, 2 and 1 threads): the figures to compare, where
 each point's own was taken at its own moment of a shared host. Then SECOND is tuned for
---second-minutes on the database of the longest point: how many of its tasks the first model's records already covered
-(its head start). The points add up: 2,5,10,20 tune for 37 minutes.
+--second-minutes on the database of the longest point: how many of its tasks the first model's
+records already covered (its head start). The points add up: 2,5,10,20 tune for 37 minutes.
 
     python scripts/bench_tuning.py --minutes 2,5,10,20 --reference-trials 2000
 
@@ -90,9 +90,10 @@ def curve(args, console: Console) -> dict:
     root.mkdir(parents=True, exist_ok=True)
     common = dict(target=args.target, images=[args.image], labels=args.labels, repeat=args.repeat)
     out = Path(args.out)
-    points, db = [], None
+    points, db, ref = [], None, None
+    budgets = sorted(float(m) for m in args.minutes.split(","))
     wall0 = time.perf_counter()
-    for minutes in sorted(float(m) for m in args.minutes.split(",")):
+    for minutes in budgets:
         # what `tvmq-tune --budget Nm` gives a user: a run of its own on a fresh database. (Segments of one
         # database, each a run resumed with --retune, spent each segment's start on a round of every task.)
         db = str(root / f"curve_{minutes:g}m.db")
@@ -108,9 +109,9 @@ def curve(args, console: Console) -> dict:
     if args.reference_trials:
         args.reference_db = str(root / f"reference_{args.reference_trials}.db")
         t0 = time.perf_counter()
-        r = run(console, model=args.model, db=args.reference_db, trials=args.reference_trials,
-                out_dir=out / "reference_tune", **common)
-        console.print(f"reference: {r['tuning']['trials']} trials in {time.perf_counter() - t0:.0f} s")
+        ref = run(console, model=args.model, db=args.reference_db, trials=args.reference_trials,
+                  out_dir=out / "reference", **common)
+        console.print(f"reference: {ref['tuning']['trials']} trials in {time.perf_counter() - t0:.0f} s")
     summary: dict = {"db": db, "model": args.model, "curve": points,
                      "wall_s": round(time.perf_counter() - wall0, 1)}
     table = Table(title="Tuning curve: measured latency against minutes of tuning", title_justify="left")
@@ -122,7 +123,8 @@ def curve(args, console: Console) -> dict:
                       f"{p['tasks_with_records']}/{p['tasks']}", f"{p['tvm_ms']:.3f}", f"{p['tflite_ms']:.3f}",
                       f"{p['ratio']:.2f}" + (f" ({ci[0]:.2f}-{ci[1]:.2f})" if ci else ""), p["verdict"])
     if args.reference_db:
-        ref = run(console, model=args.model, db=args.reference_db, trials=0, out_dir=out / "reference", **common)
+        if ref is None:  # a database tuned elsewhere: built and measured here
+            ref = run(console, model=args.model, db=args.reference_db, trials=0, out_dir=out / "reference", **common)
         lat = ref["latency_ms"]
         summary["reference"] = {"db": args.reference_db, "tvm_ms": lat["tvm"]["median"],
                                 "tflite_ms": lat["tflite"]["median"], "ratio": lat["ratio_tvm_over_tflite"],
@@ -130,7 +132,7 @@ def curve(args, console: Console) -> dict:
         table.add_row("reference", "-", "-", "-", f"{lat['tvm']['median']:.3f}", f"{lat['tflite']['median']:.3f}",
                       f"{lat['ratio_tvm_over_tflite']:.2f}", ref["verdict"])
     Console().print(table)
-    builds = {f"{m:g} min": out / f"curve_{m:g}m" for m in sorted(float(m) for m in args.minutes.split(","))}
+    builds = {f"{m:g} min": out / f"curve_{m:g}m" for m in budgets}
     if args.reference_db:
         builds["reference"] = out / "reference"
     summary["side_by_side"] = side_by_side(args.model, builds, args.image, out / "side_by_side.json")
