@@ -57,13 +57,16 @@ SCHEMES: dict[str, dict[str, list[str]]] = {
     "vnni": {"uint8": ["tvmq_dot_vnni_u8i8"], "int8": ["tvmq_dot_vnni_i8i8", "tvmq_dot_vnni_i8u8"]},
     "sdot": {"uint8": ["tvmq_dot_udot_u8u8"], "int8": ["tvmq_dot_sdot_i8i8"]},
 }
+# AMX (:mod:`.amx`): pointwise layers on tile registers, every other layer on VNNI
+SCHEMES["amx"] = SCHEMES["vnni"]
 
 
 # int8 multiply-accumulates per cycle and core that each scheme's instruction sustains at best:
 # vpdpbusd on zmm 64 (one per cycle), Arm sdot 32 (two 128-bit pipes), vpmaddubsw half of VNNI's
 # (its int16 pairs need a vpmaddwd and an add after it). For the distance of a build from the hardware
 # floor (scripts/bench_layers.py), not for any decision.
-PEAK_MACS_PER_CYCLE: dict[str, int] = {"vnni": 64, "avx512": 32, "avx2": 32, "sdot": 32}
+# AMX's tdpbssd: 16 x 16 x 64 in 16 cycles (1024).
+PEAK_MACS_PER_CYCLE: dict[str, int] = {"vnni": 64, "avx512": 32, "avx2": 32, "sdot": 32, "amx": 1024}
 
 
 def scheme_names() -> list[str]:

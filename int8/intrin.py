@@ -254,6 +254,7 @@ def register_all() -> None:
     _register("tvmq_dot_udot_u8u8", "uint8", "uint8", 4, "row", "udot")
     _register_depthwise("vnni", "tvmq_dwdot_vnni", 16, "vpdpbusd")
     _register_depthwise("sdot", "tvmq_dwdot_sdot", 4, "sdot", signed=True)
+    DEPTHWISE["amx"] = DEPTHWISE["vnni"]  # AMX has no depthwise form: its VNNI kernels
 
 
 register_all()

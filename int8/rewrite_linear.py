@@ -18,7 +18,7 @@ from typing import Optional
 import numpy as np
 from tvm import relax
 
-from . import dot, intrin
+from . import amx, dot, intrin
 from . import requant as rq
 from .kernels_linear import (batch_matmul_te, conv2d_dot_te, conv2d_te, conv_window_sum_te, dense_dot_te, dense_te,
                              dense_window_sum_te, depthwise_taps_te)
@@ -155,6 +155,10 @@ def _lower_linear(ctx: RewriteContext, layer: _Layer, out: OutputQuant, x_in=Non
     epi, tensors = requantization_of(ctx.mode, layer, out)
     x_in = ctx.remap(layer.x) if x_in is None else x_in
     conv = layer.conv
+    if ctx.scheme == "amx":
+        lowered = _lower_amx(ctx, layer, x_in, epi, tensors, rows)
+        if lowered is not None:
+            return lowered
     choice = None
     if ctx.scheme and (conv is None or conv.groups == 1):
         choice = dot.choose(ctx.scheme, layer.xq.dtype, layer.w, layer.w_zp)
@@ -210,6 +214,49 @@ def _lower_dot(ctx: RewriteContext, layer: _Layer, x_in, epi: Requantization, te
     args = (x_in, relax.const(packed), relax.const(bias_padded.astype(np.int32)), *extra, *tensors)
     te_fn, name = (conv2d_dot_te, "int8_conv2d") if conv is not None else (dense_dot_te, "int8_dense")
     return ctx.call_te(te_fn, *args, params=params, epi=epi, name=name)
+
+
+def _pointwise(layer: _Layer) -> bool:
+    """Whether the layer is a matrix product as it is: fully connected, or a 1x1 convolution of
+    stride 1 without padding (its NHWC activation is then ``(N*H*W, C)`` rows, a free reshape)."""
+    conv = layer.conv
+    if conv is None:
+        return True
+    return (layer.w.shape[:2] == (1, 1) and conv.groups == 1 and tuple(conv.strides) == (1, 1)
+            and not any(conv.padding))
+
+
+def _lower_amx(ctx: RewriteContext, layer: _Layer, x_in, epi: Requantization, tensors, rows: Optional[int]):
+    """A pointwise layer on the AMX kernel (:mod:`.amx`), or None where it does not fit (other
+    layers keep the scheme's VNNI intrinsics): the activation as ``(rows, K)``, the weights packed
+    as for VNNI, the offsets folded into the bias as :func:`_lower_dot` folds them."""
+    if not _pointwise(layer):
+        return None
+    shape = shape_of(layer.call.args[0]) if rows is None else (rows, int(layer.w.shape[-2]))
+    m, k = int(np.prod(shape[:-1])), int(shape[-1])
+    if not amx.fits(m, k, layer.oc):
+        return None
+    choice = amx.choose(layer.xq.dtype, layer.w, layer.w_zp)
+    if choice is None:
+        return None
+    zp_x, oc = layer.xq.zero_point, layer.oc
+    packed, bsum = dot.pack(choice, layer.w)
+    bias_eff = layer.bias - zp_x * bsum[:oc] - zp_x * choice.cw * k
+    require(np.all(np.abs(bias_eff) < 2**31), "bias overflow")
+    ctx.intrinsics[choice.intrin] += 1
+    x2 = ctx.builder.emit(relax.op.reshape(x_in, [m, k])) if len(shape) != 2 else x_in
+    extra = []
+    if choice.cw:
+        sums = DotParams(zp_x, choice.cw, choice.lanes, choice.layout, choice.intrin, oc, (), (m,))
+        extra.append(ctx.builder.emit(ctx.call_te(dense_window_sum_te, x2, params=sums, name="int8_window_sum")))
+    params = amx.AmxParams(m, k, oc, layer.xq.dtype, choice.cw, tuple(str(t.value.dtype) for t in tensors))
+    gvar = ctx.builder.add_func(amx.amx_gemm_func(params, epi), "int8_conv2d_amx" if layer.conv else "int8_dense_amx")
+    bias_padded = np.pad(bias_eff, (0, -oc % 16)).astype(np.int32)
+    args = [x2, relax.const(packed.reshape(packed.shape[0], k // 4, 16, 4)), relax.const(bias_padded), *extra, *tensors]
+    y = relax.op.call_tir(gvar, args, relax.TensorType((m, oc), epi.dtype))
+    if len(shape) == 2:
+        return y
+    return relax.op.reshape(ctx.builder.emit(y), [int(d) for d in shape_of(layer.call)])
 
 
 def _fits_depthwise_intrin(scheme, layer: _Layer) -> bool:

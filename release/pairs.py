@@ -172,7 +172,7 @@ def _artifact(lib: Path, out_dir: Path) -> dict:
 
 # What the int8 kernels of each dot-product scheme (tvmq.int8.dot) compile to.
 SCHEME_MNEMONICS = {"avx2": ("vpmaddubsw", "vpmaddwd"), "avx512": ("vpmaddubsw", "vpmaddwd"),
-                    "vnni": ("vpdpbusd",), "sdot": ("sdot", "udot")}
+                    "vnni": ("vpdpbusd",), "amx": ("tdpbssd", "tdpbusd"), "sdot": ("sdot", "udot")}
 
 
 def instruction_check(lib: Path, profile_name: str) -> dict:

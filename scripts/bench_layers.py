@@ -88,7 +88,8 @@ class Row:
     tflite_ms: float  # median of the block medians
     tvmq_ms: float
     best_ratio: float  # tvmq's best block / TFLite's best block
-    tuned: bool  # every task of the layer had a record in the database
+    tuned: bool | None  # every task of the layer had a record in the database (None: it has no
+    # task, its kernel is scheduled by hand: AMX)
     max_diff: int  # against TFLite's output, in quantization steps
 
 
@@ -195,8 +196,7 @@ def main() -> int:
     profile, _ = resolve_target(args.target, args.threads)
     target = profile.tvm_target(num_cores=args.threads)
     records = Records.open(open_database(args.db), target)
-    layers = model_layers(load_model(args.model))
-    model_macs = sum(layer.macs() * count for layer, count in layers.items())
+    layers = all_layers = model_layers(load_model(args.model))
     if args.only:
         layers = Counter({k: v for k, v in layers.items() if k.kind == args.only})
     console.print(f"{len(layers)} distinct convolutions ({sum(layers.values())} in the model), "
@@ -225,7 +225,7 @@ def main() -> int:
             blocks = interleave(engines, args.blocks, runs)
             t_ref, t_us = (statistics.median(blocks[k]) for k in ("tflite", "tvmq"))
             best = min(blocks["tvmq"]) / min(blocks["tflite"])
-            rows.append(Row(layer, count, t_ref, t_us, best, bool(infos) and all(t.in_db for t in infos), diff))
+            rows.append(Row(layer, count, t_ref, t_us, best, all(t.in_db for t in infos) if infos else None, diff))
             console.print(f"  {layer.describe():40s} x{count}  TFLite {t_ref * 1e3:8.1f} us  tvmq {t_us * 1e3:8.1f} us"
                           f"  {t_us / t_ref:5.2f}x (best blocks {best:4.2f}x)  max diff {diff}")
 
@@ -234,7 +234,10 @@ def main() -> int:
     table = Table(title=f"{Path(args.model).name}: one-op models, median of {args.blocks} interleaved blocks of "
                         f">= {args.runs} runs and ~20 ms, {args.threads} threads", title_justify="left")
     ghz = args.ghz or host_ghz()
-    peak_gmacs = peak_macs_per_second(profile.int8_scheme, args.threads, ghz) / 1e9
+
+    def peak_gmacs(layer):
+        return peak_macs_per_second(layer_scheme(layer, profile.int8_scheme), args.threads, ghz) / 1e9
+
     for col in ("layer", "x", "MMAC", "TFLite us", "tvmq us", "ratio", "best blocks", "tvmq GMAC/s", "of peak",
                 "share of tvmq", "tvmq - TFLite (x count, us)", "tuned", "max diff"):
         table.add_column(col, justify="left" if col == "layer" else "right")
@@ -242,9 +245,9 @@ def main() -> int:
         table.add_row(r.layer.describe(), str(r.count), f"{r.layer.macs() / 1e6:.1f}", f"{r.tflite_ms * 1e3:.1f}",
                       f"{r.tvmq_ms * 1e3:.1f}", f"{r.tvmq_ms / r.tflite_ms:.2f}", f"{r.best_ratio:.2f}",
                       f"{r.layer.macs() / r.tvmq_ms / 1e6:.1f}",
-                      f"{r.layer.macs() / r.tvmq_ms / 1e6 / peak_gmacs:.0%}" if peak_gmacs else "-",
+                      f"{r.layer.macs() / r.tvmq_ms / 1e6 / peak_gmacs(r.layer):.0%}" if peak_gmacs(r.layer) else "-",
                       f"{100 * r.count * r.tvmq_ms / total_us:.1f}%",
-                      f"{r.count * (r.tvmq_ms - r.tflite_ms) * 1e3:+.0f}", "yes" if r.tuned else "NO", str(r.max_diff))
+                      f"{r.count * (r.tvmq_ms - r.tflite_ms) * 1e3:+.0f}", {True: "yes", False: "NO", None: "no task"}[r.tuned], str(r.max_diff))
     console.print(table)
     for kind in ("conv2d", "depthwise"):
         ref_k = sum(r.count * r.tflite_ms for r in rows if r.layer.kind == kind)
@@ -265,7 +268,7 @@ def main() -> int:
     whole_ref, whole_us = (statistics.median(blocks[k]) for k in ("tflite", "tvmq"))
     console.print(f"{'whole model':10s} TFLite {whole_ref:.3f} ms  tvmq {whole_us:.3f} ms  ratio {whole_us / whole_ref:.2f}"
                   f"  (its convolutions' one-op sums: {total_ref / whole_ref:.0%} and {total_us / whole_us:.0%} of it)")
-    floor = hardware_floor(model_macs, profile.int8_scheme, args.threads, ghz)
+    floor = layers_floor(all_layers, profile.int8_scheme, args.threads, ghz)
     if floor is None:
         console.print("floor      unknown: no dot-product scheme or no clock (--ghz)")
     else:
@@ -290,6 +293,33 @@ def peak_macs_per_second(scheme, threads: int, ghz) -> float:
     from tvmq.int8.dot import PEAK_MACS_PER_CYCLE
 
     return PEAK_MACS_PER_CYCLE.get(scheme or "", 0) * threads * (ghz or 0) * 1e9
+
+
+def layer_scheme(layer: Layer, scheme):
+    """The scheme whose instruction computes ``layer``: on ``amx`` only the pointwise layers
+    (1x1, stride 1, 32+ pixels) run on AMX tiles (``tvmq.int8.amx``), the others on VNNI."""
+    if scheme != "amx":
+        return scheme
+    from tvmq.int8 import amx
+
+    pointwise = layer.kind == "conv2d" and (layer.kh, layer.kw, layer.stride) == (1, 1, 1)
+    return "amx" if pointwise and amx.fits(layer.h * layer.w, layer.cin, layer.cout) else "vnni"
+
+
+def layers_floor(layers: Counter, scheme, threads: int, ghz):
+    """``(ms, description)``: the time the model's convolutions take, each at the peak of the
+    instruction that computes it (:func:`layer_scheme`), or None when a peak or the clock is unknown."""
+    from tvmq.int8.dot import PEAK_MACS_PER_CYCLE
+
+    ms, parts = 0.0, Counter()
+    for layer, count in layers.items():
+        part = hardware_floor(layer.macs() * count, layer_scheme(layer, scheme), threads, ghz)
+        if part is None:
+            return None
+        ms += part[0]
+        parts[layer_scheme(layer, scheme)] += layer.macs() * count
+    how = " + ".join(f"{macs / 1e6:.1f} MMAC at {PEAK_MACS_PER_CYCLE[s]} MAC/cycle/core ({s})" for s, macs in parts.items())
+    return ms, f"{how} x {threads} cores x {ghz:.2f} GHz"
 
 
 def hardware_floor(macs: int, scheme, threads: int, ghz):

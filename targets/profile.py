@@ -27,7 +27,7 @@ __all__ = ["TargetProfile", "get_profile", "list_profiles", "load_profile_file",
 
 DATA_LAYOUTS = ("NHWC", "NCHW", "NCHWc")
 # the keys of tvmq.int8.dot.SCHEMES (kept here so that reading profiles does not import TVM)
-INT8_SCHEMES = ("avx2", "avx512", "sdot", "vnni")
+INT8_SCHEMES = ("amx", "avx2", "avx512", "sdot", "vnni")
 ARCHES = ("x86_64", "aarch64")
 
 

@@ -54,3 +54,18 @@ def test_the_floor_is_the_models_macs_at_the_schemes_peak():
     assert bench_layers.hardware_floor(300_800_000, "avx2", 2, 2.5)[0] == pytest.approx(1.88)
     assert bench_layers.hardware_floor(300_800_000, None, 2, 2.5) is None
     assert bench_layers.hardware_floor(300_800_000, "vnni", 2, None) is None
+
+
+def test_on_amx_only_pointwise_layers_count_at_the_tile_peak():
+    """On the amx scheme a 1x1 stride-1 layer of 32+ pixels runs on AMX tiles (1024 MAC/cycle),
+    every other layer on VNNI (64): the floor adds the two parts."""
+    pointwise = Layer("conv2d", 14, 14, 384, 64, 1, 1, 1, "same", None)  # 196 pixels, narrowing
+    tiny = Layer("conv2d", 4, 4, 384, 64, 1, 1, 1, "same", None)  # 16 pixels: VNNI
+    expand = Layer("conv2d", 14, 14, 64, 384, 1, 1, 1, "same", None)  # expanding: VNNI
+    dw = Layer("depthwise", 14, 14, 384, 384, 3, 3, 1, "same", None)
+    assert [bench_layers.layer_scheme(x, "amx") for x in (pointwise, tiny, expand, dw)] == ["amx", "vnni", "vnni", "vnni"]
+    assert bench_layers.layer_scheme(pointwise, "vnni") == "vnni"
+    ms, how = bench_layers.layers_floor({pointwise: 2, dw: 1}, "amx", 2, 2.5)
+    expect = (2 * pointwise.macs() / 1024 + dw.macs() / 64) / (2 * 2.5e9) * 1e3
+    assert ms == pytest.approx(expect) and "(amx)" in how and "(vnni)" in how
+    assert bench_layers.layers_floor({dw: 1}, "amx", 2, None) is None

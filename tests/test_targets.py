@@ -90,8 +90,11 @@ def test_int8_instruction_and_flags(name, instr, intrin, flags):
 
 
 def test_vnni_flag_only_on_vnni_profiles():
+    # amx: pointwise layers on AMX tiles, every other layer on VNNI, so both sets of flags
     for p in list_profiles():
-        assert ("avx512_vnni" in p.host_flags) == (p.int8_instruction == "vpdpbusd"), p.name
+        assert ("avx512_vnni" in p.host_flags) == (p.int8_scheme in ("vnni", "amx")), p.name
+        assert ("amx_int8" in p.host_flags) == (p.int8_scheme == "amx"), p.name
+        assert (p.int8_instruction == "vpdpbusd") == (p.int8_scheme == "vnni"), p.name
 
 
 def test_layout_choices():

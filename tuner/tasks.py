@@ -55,8 +55,18 @@ def extract(lowered_mod, target, module_equality: str = DEFAULT_MODULE_EQUALITY,
     pipeline, without the pure reshapes that run as views (``views=True`` keeps them)."""
     from tvm.s_tir import meta_schedule as ms
 
-    tasks = list(ms.relax_integration.extract_tasks(lowered_mod, target, module_equality=module_equality))
+    tasks = [t for t in ms.relax_integration.extract_tasks(lowered_mod, target, module_equality=module_equality)
+             if not scheduled_by_hand(t)]
     return tasks if views else [t for t in tasks if not runs_as_view(t)]
+
+
+def scheduled_by_hand(task) -> bool:
+    """Whether the task's function came scheduled (``tirx.is_scheduled``: the AMX kernels of
+    :mod:`tvmq.int8.amx`): there is nothing to search, and the build keeps it as it is."""
+    import tvm
+
+    funcs = [f for f in task.dispatched[0].functions.values() if isinstance(f, tvm.tirx.PrimFunc)]
+    return any(f.attrs is not None and bool(f.attrs.get("tirx.is_scheduled", False)) for f in funcs)
 
 
 @dataclass(frozen=True)
