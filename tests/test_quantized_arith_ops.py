@@ -265,8 +265,9 @@ _PER_CASE = {
     "resize_bilinear": _bounds(0, 0, "integer: tflite mode TFLite's ResizeBilinearInteger (10-bit coordinates, "
                                      "round half away), xnnpack mode XNNPACK's s8-ibilinear (Q11 weights)"),
     "resize_bilinear_uint8_legacy": _bounds(0, 0, "integer: TFLite's float32 uint8 reference, XNNPACK's u8-ibilinear"),
-    # on an FMA target (TARGET: znver3) LLVM once folded _round32's fpext/fptrunc pairs and contracted the
-    # float32 multiply-adds into FMAs (one unit off); _round32 is now an arithmetic fence
+    # on an FMA target (TARGET: znver3 then, haswell now) LLVM once folded _round32's fpext/fptrunc
+    # pairs and contracted the float32 multiply-adds into FMAs (one unit off); _round32 is now an
+    # arithmetic fence
     "resize_bilinear_align_corners_uint8_legacy": _bounds(0, 0, _FMA),
     "resize_bilinear_half_pixel_uint8_legacy": _bounds(0, 0, _FMA),
     "mul_uint8_legacy": _bounds(0, 0, "tflite mode: integer, TFLite's uint8 MUL (its fixed-point multiplier, as "
