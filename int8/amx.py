@@ -41,8 +41,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .dot import DotChoice
-from .params import INT_RANGES, Requantization
+from .dot import DotChoice, weight_shift
+from .params import Requantization
 
 __all__ = ["AmxParams", "INSTRUCTIONS", "amx_gemm_func", "choose", "chunk", "fits", "reference"]
 
@@ -100,12 +100,7 @@ def choose(a_dtype: str, w: np.ndarray, zp_w: int) -> DotChoice | None:
     ones, with the row sum's coefficient ``cw = shift - zp_w``."""
     if a_dtype not in INSTRUCTIONS:
         return None
-    w64 = w.astype(np.int64)
-    lo, hi = INT_RANGES["int8"]
-    if w64.size == 0 or (w64.min() - zp_w >= lo and w64.max() - zp_w <= hi):
-        shift = int(zp_w)
-    else:
-        shift = 128 if w.dtype == np.uint8 else 0
+    shift = weight_shift(w.astype(np.int64), str(w.dtype), zp_w, "int8")
     return DotChoice(INTRIN[a_dtype], a_dtype, "int8", 16, "row", shift, shift - int(zp_w))
 
 

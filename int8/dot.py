@@ -46,7 +46,8 @@ import numpy as np
 from . import intrin
 from .params import INT_RANGES
 
-__all__ = ["PEAK_MACS_PER_CYCLE", "SCHEMES", "DotChoice", "choose", "pack", "pad_to", "pairs_fit_int16", "scheme_names"]
+__all__ = ["PEAK_MACS_PER_CYCLE", "SCHEMES", "DotChoice", "choose", "pack", "pad_to", "pairs_fit_int16", "scheme_names",
+           "weight_shift"]
 
 # scheme -> activation dtype -> candidate intrinsics in order of preference
 SCHEMES: dict[str, dict[str, list[str]]] = {
@@ -116,6 +117,15 @@ def _fits(v: np.ndarray, dtype: str) -> bool:
     return bool(v.size == 0 or (v.min() >= lo and v.max() <= hi))
 
 
+def weight_shift(w64: np.ndarray, w_dtype: str, zp_w: int, b_dtype: str) -> int:
+    """The ``shift`` of ``B = w - shift`` for an intrinsic whose weight operand is ``b_dtype``:
+    ``zp_w`` itself where ``w - zp_w`` fits it, else the 128 that moves uint8 into int8 or back
+    (0 where the dtypes already agree)."""
+    if _fits(w64 - int(zp_w), b_dtype):
+        return int(zp_w)
+    return 0 if b_dtype == w_dtype else (128 if w_dtype == "uint8" else -128)
+
+
 def choose(scheme: str, a_dtype: str, w: np.ndarray, zp_w: int) -> DotChoice | None:
     """The intrinsic for the weights ``w`` (integer array ``(..., K, OC)``: kernel window dims,
     input channels, output channels) under ``scheme``, or None when the scheme has none for
@@ -135,8 +145,7 @@ def choose(scheme: str, a_dtype: str, w: np.ndarray, zp_w: int) -> DotChoice | N
             if b_dt == w_dtype:
                 return DotChoice(name, a_dt, b_dt, lanes, layout, 0, 0, tuple(skipped), a_offset)
             continue
-        default = 0 if b_dt == w_dtype else (128 if w_dtype == "uint8" else -128)
-        shift = int(zp_w) if _fits(w64 - int(zp_w), b_dt) else default
+        shift = weight_shift(w64, w_dtype, zp_w, b_dt)
         cw = shift - int(zp_w)
         if cw and i < len(candidates) - 1:
             continue

@@ -184,14 +184,7 @@ def _lower_dot(ctx: RewriteContext, layer: _Layer, x_in, epi: Requantization, te
     (see :mod:`.dot` for the algebra); ``rows``: a dense input flattened to ``(rows, K)``."""
     wq, zp_x, oc, conv = layer.w, layer.xq.zero_point, layer.oc, layer.conv
     packed, bsum = dot.pack(choice, wq)
-    if choice.zero_points:
-        bias_eff = layer.bias
-    else:
-        # the window sum covers the real input channels only (the padding to a multiple of 4
-        # meets zero weights in ``acc``), so its constant counterpart must count them alone
-        k_total = int(np.prod(wq.shape[:-2])) * wq.shape[-2]
-        bias_eff = layer.bias - (zp_x + choice.a_offset) * bsum[:oc] - zp_x * choice.cw * k_total
-    require(np.all(np.abs(bias_eff) < 2**31), "bias overflow")
+    bias_eff = _folded_bias(layer, choice, bsum)
     ctx.intrinsics[choice.intrin] += 1
     for skipped in choice.skipped:
         ctx.intrinsics[f"{skipped} (could saturate)"] += 1
@@ -214,6 +207,20 @@ def _lower_dot(ctx: RewriteContext, layer: _Layer, x_in, epi: Requantization, te
     args = (x_in, relax.const(packed), relax.const(bias_padded.astype(np.int32)), *extra, *tensors)
     te_fn, name = (conv2d_dot_te, "int8_conv2d") if conv is not None else (dense_dot_te, "int8_dense")
     return ctx.call_te(te_fn, *args, params=params, epi=epi, name=name)
+
+
+def _folded_bias(layer: _Layer, choice: dot.DotChoice, bsum: np.ndarray) -> np.ndarray:
+    """The bias with the compile-time terms of :mod:`.dot`'s algebra folded in (``bsum``: the
+    packed weights' sum per output channel; none where the intrinsic subtracts both zero points
+    itself). The window sum covers the real input channels only (the padding to a multiple of 4
+    meets zero weights in ``acc``), so its constant counterpart counts them alone."""
+    bias_eff = layer.bias
+    if not choice.zero_points:
+        zp_x, wq = layer.xq.zero_point, layer.w
+        k_total = int(np.prod(wq.shape[:-2])) * wq.shape[-2]
+        bias_eff = bias_eff - (zp_x + choice.a_offset) * bsum[:layer.oc] - zp_x * choice.cw * k_total
+    require(np.all(np.abs(bias_eff) < 2**31), "bias overflow")
+    return bias_eff
 
 
 def _pointwise(layer: _Layer) -> bool:
@@ -241,8 +248,7 @@ def _lower_amx(ctx: RewriteContext, layer: _Layer, x_in, epi: Requantization, te
         return None
     zp_x, oc = layer.xq.zero_point, layer.oc
     packed, bsum = dot.pack(choice, layer.w)
-    bias_eff = layer.bias - zp_x * bsum[:oc] - zp_x * choice.cw * k
-    require(np.all(np.abs(bias_eff) < 2**31), "bias overflow")
+    bias_eff = _folded_bias(layer, choice, bsum)
     ctx.intrinsics[choice.intrin] += 1
     x2 = ctx.builder.emit(relax.op.reshape(x_in, [m, k])) if len(shape) != 2 else x_in
     extra = []

@@ -65,8 +65,9 @@ def scheduled_by_hand(task) -> bool:
     :mod:`tvmq.int8.amx`): there is nothing to search, and the build keeps it as it is."""
     import tvm
 
-    funcs = [f for f in task.dispatched[0].functions.values() if isinstance(f, tvm.tirx.PrimFunc)]
-    return any(f.attrs is not None and bool(f.attrs.get("tirx.is_scheduled", False)) for f in funcs)
+    from .rules import _is_scheduled
+
+    return any(_is_scheduled(f) for f in task.dispatched[0].functions.values() if isinstance(f, tvm.tirx.PrimFunc))
 
 
 @dataclass(frozen=True)
